@@ -1,0 +1,44 @@
+# One entry point for every job: `make test`, `make up`, `make down`, `make bench`.
+# Everything is created from nothing: the virtualenv, the Pulumi toolchain (cached outside the
+# clone, see scripts/toolchain.sh) and the local state backend.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK ?= dev
+
+.PHONY: help venv test lint typecheck pytest render lint-seed toolchain up down logs bench clean
+
+help:
+	@echo "make test    - ruff, mypy --strict, pytest (creates .venv from nothing)"
+	@echo "make up      - deploy the dev stack locally through the real Pulumi engine"
+	@echo "make down    - destroy the local dev deployment"
+	@echo "make logs    - show the local deployment's process logs"
+	@echo "make bench   - run the benchmarks and write docs/PERFORMANCE.md"
+	@echo "make render STACK=production - print a stack's fly.toml"
+
+$(VENV)/.stamp: requirements.txt requirements-dev.txt backend/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.stamp
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy infra backend/realtime
+
+pytest: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+render: venv
+	$(PY) -m infra render --stack $(STACK)
+
+clean:
+	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache
