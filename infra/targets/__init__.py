@@ -1,0 +1,23 @@
+"""Deploy targets: pure functions from a stack's settings to a :class:`infra.plan.Plan`.
+
+``fly`` runs flyctl against Fly.io; ``local`` runs the same topology on this machine (Redis, two
+backend instances, a TLS edge rendered from the same ``[[services]]``).
+"""
+
+from __future__ import annotations
+
+from infra.plan import Plan, PlanContext
+from infra.stack import StackSettings
+from infra.targets.fly import fly_plan
+
+__all__ = ["plan_for"]
+
+
+def plan_for(settings: StackSettings, fly_toml: str, context: PlanContext) -> Plan:
+    """The plan of the stack's ``realtime-fly:target``."""
+    if settings.target == "fly":
+        return fly_plan(settings, fly_toml=fly_toml, context=context)
+    # Imported on use: the local target pulls in certificate generation the fly target never needs.
+    from infra.targets.local import local_plan  # noqa: PLC0415
+
+    return local_plan(settings, fly_toml=fly_toml, context=context)

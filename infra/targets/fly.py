@@ -1,0 +1,187 @@
+"""The Fly.io deploy target: flyctl command lines, and the plan that orders them.
+
+Every flyctl invocation is built by one pure function returning an argv list, so the lines are
+unit tested here and checked against the real flyctl binary's flag parser in the integration
+tests. The plan follows the pipeline in ../shared/FLY.md:
+
+1. ``fly-toml``: write the rendered fly.toml and the backend tree into ``build/<stack>/app``;
+2. ``app``: ``fly apps create`` (``--org`` is required when not interactive); retained on delete;
+3. ``ips-v6`` / ``ips-v4``: allocate public IPs BEFORE the first deploy, because a deploy without a
+   terminal allocates none for a raw TLS service;
+4. ``secrets``: ``fly secrets import --stage`` from stdin on create (no machine exists yet), and
+   without ``--stage`` on update so a changed secret rolls the machines;
+5. ``deploy``: ``fly deploy --remote-only`` triggered by the digests of fly.toml and the backend;
+6. ``scale``: the machine count from the stack, after the deploy;
+7. ``smoke``: a real WSS handshake and chat round trip against the public WebSocket URL.
+
+FLY_API_TOKEN is never an input: flyctl reads it from the environment ``pulumi up`` runs in.
+"""
+
+from __future__ import annotations
+
+from infra.plan import Plan, PlanContext, Step, materialise_step, text_digest
+from infra.stack import SECRETS, StackSettings
+
+__all__ = [
+    "apps_create_argv",
+    "deploy_argv",
+    "fly_plan",
+    "ips_v4_shared_argv",
+    "ips_v6_argv",
+    "scale_count_argv",
+    "secrets_import_argv",
+    "smoke_argv",
+]
+
+
+def apps_create_argv(flyctl: str, *, app: str, org: str) -> list[str]:
+    """``fly apps create``: the org is mandatory without a terminal."""
+    return [flyctl, "apps", "create", app, "--org", org]
+
+
+def ips_v6_argv(flyctl: str, *, app: str) -> list[str]:
+    """Allocate the app's IPv6 address (free, dedicated)."""
+    return [flyctl, "ips", "allocate-v6", "--app", app]
+
+
+def ips_v4_shared_argv(flyctl: str, *, app: str) -> list[str]:
+    """Allocate a shared IPv4 address (a dedicated one costs money and needs ``--yes``)."""
+    return [flyctl, "ips", "allocate-v4", "--shared", "--app", app]
+
+
+def secrets_import_argv(flyctl: str, *, app: str, stage: bool) -> list[str]:
+    """``fly secrets import`` reading ``NAME="value"`` lines from stdin (never argv)."""
+    argv = [flyctl, "secrets", "import", "--app", app]
+    if stage:
+        argv.append("--stage")
+    return argv
+
+
+def deploy_argv(
+    flyctl: str,
+    *,
+    app: str,
+    config: str,
+    strategy: str,
+    wait_timeout: str,
+    high_availability: bool,
+) -> list[str]:
+    """``fly deploy`` of the current directory (the deploy context) with a remote builder."""
+    return [
+        flyctl,
+        "deploy",
+        ".",
+        "--config",
+        config,
+        "--app",
+        app,
+        "--remote-only",
+        "--strategy",
+        strategy,
+        "--wait-timeout",
+        wait_timeout,
+        f"--ha={'true' if high_availability else 'false'}",
+        "--yes",
+    ]
+
+
+def scale_count_argv(flyctl: str, *, app: str, count: int) -> list[str]:
+    """Set the number of machines of the app's process group."""
+    return [flyctl, "scale", "count", str(count), "--app", app, "--yes"]
+
+
+def smoke_argv(python: str, *, wss_url: str, https_url: str) -> list[str]:
+    """The post-deploy smoke check (``infra.smoke``): a real WSS upgrade must return 101."""
+    return [python, "-m", "infra.smoke", "--wss-url", wss_url, "--https-url", https_url]
+
+
+def secrets_stdin(values: dict[str, str]) -> str:
+    """``NAME="value"`` lines for ``fly secrets import``.
+
+    Values are double-quoted with backslash escapes so a ``#`` or a space is kept (an unquoted
+    ``#`` would cut the value short, see FLY.md); a value with a newline uses triple quotes.
+    """
+    lines = []
+    for name in sorted(values):
+        value = values[name]
+        if "\n" in value:
+            if '"""' in value:
+                raise ValueError(f"secret {name} contains a triple quote")
+            lines.append(f'{name}="""{value}"""')
+        else:
+            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'{name}="{escaped}"')
+    return "\n".join(lines) + "\n"
+
+
+def public_urls(settings: StackSettings) -> tuple[str, str]:
+    """The app's public HTTPS and WSS URLs on its fly.dev hostname."""
+    host = f"{settings.fly.app}.fly.dev"
+    port = settings.fly.websocket.public_port
+    return f"https://{host}/", f"wss://{host}:{port}/"
+
+
+def fly_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) -> Plan:
+    """The ordered flyctl steps that create and deploy one stack's app."""
+    if settings.org is None:
+        raise ValueError("the fly target needs an org")  # settings_from_config already refuses
+    flyctl = settings.flyctl
+    app = settings.fly.app
+    https_url, wss_url = public_urls(settings)
+    secret_names = tuple(spec.env_name for spec in SECRETS if spec.key in settings.secrets_set)
+    deploy = settings.fly.deploy
+    release_trigger = (text_digest(fly_toml), context.backend_digest)
+
+    steps = [
+        materialise_step(context, fly_toml, ship_backend=True),
+        Step(
+            name="app",
+            create=tuple(apps_create_argv(flyctl, app=app, org=settings.org)),
+            retain_on_delete=True,
+        ),
+        Step(name="ips-v6", create=tuple(ips_v6_argv(flyctl, app=app)), depends_on=("app",)),
+        Step(
+            name="ips-v4",
+            create=tuple(ips_v4_shared_argv(flyctl, app=app)),
+            depends_on=("app",),
+        ),
+        Step(
+            name="secrets",
+            create=tuple(secrets_import_argv(flyctl, app=app, stage=True)),
+            update=tuple(secrets_import_argv(flyctl, app=app, stage=False)),
+            stdin_secrets=secret_names,
+            logging="none",
+            depends_on=("app",),
+        ),
+        Step(
+            name="deploy",
+            create=tuple(
+                deploy_argv(
+                    flyctl,
+                    app=app,
+                    config="fly.toml",
+                    strategy=deploy.strategy,
+                    wait_timeout=str(deploy.wait_timeout),
+                    high_availability=settings.machines > 1,
+                )
+            ),
+            dir=f"{context.build_dir}/app",
+            triggers=release_trigger,
+            depends_on=("fly-toml", "ips-v6", "ips-v4", "secrets"),
+        ),
+        Step(
+            name="scale",
+            create=tuple(scale_count_argv(flyctl, app=app, count=settings.machines)),
+            depends_on=("deploy",),
+        ),
+        Step(
+            name="smoke",
+            create=tuple(smoke_argv(context.python, wss_url=wss_url, https_url=https_url)),
+            secret_environment=("TOKEN_SIGNING_KEY",)
+            if "TOKEN_SIGNING_KEY" in secret_names
+            else (),
+            triggers=release_trigger,
+            depends_on=("scale",),
+        ),
+    ]
+    return Plan(steps=tuple(steps), https_url=https_url, wss_url=wss_url)
