@@ -1,0 +1,405 @@
+"""The rule set: every rule turns a model into :class:`Finding` values.
+
+One mechanism serves both callers: :meth:`FlyConfig.check` raises the first *error* finding as
+a :class:`ConfigError` (stack settings, rendering, ``pulumi preview``), and ``lint`` prints all
+findings. Rules run in a fixed order, WebSocket service rules first, so the first error is the
+most telling one (for ``handlers = ["tls", "http"]`` it is the PU02 explanation).
+
+Every finding names a dotted fly.toml key (``services[0].ports[0].handlers``, ``env.FLY_X``,
+``checks.web.interval``); ``deployment.machines`` and ``deployment.broker`` name the two facts
+fly.toml has no key for (see :class:`FlyConfig`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from infra.errors import ConfigError, format_value
+from infra.model import (
+    AUTO_STOP_VALUES,
+    DEPLOY_STRATEGIES,
+    EDGE_CONNECTION_CAP,
+    HANDLERS,
+    KILL_SIGNALS,
+    RESTART_POLICIES,
+    TLS_VERSIONS,
+    VM_SIZES,
+    Concurrency,
+    Duration,
+    FlyConfig,
+    HttpCheck,
+    Service,
+    ServicePort,
+    TcpCheck,
+    WebSocketService,
+)
+
+__all__ = ["PU02_REASON", "Finding", "Severity", "config_findings", "service_findings"]
+
+Severity = Literal["error", "warning"]
+
+PU02_REASON: Final = (
+    'the "http" handler puts Fly\'s HTTP proxy in front of the websocket port, and for this '
+    "service it does not complete the 101 upgrade: handshakes fail with [PU02] could not "
+    'complete HTTP request to instance; use handlers ["tls"] with protocol "tcp" so TLS ends '
+    "at the edge and the upgraded stream passes through raw"
+)
+_MEMORY = re.compile(r"\d+(mb|gb)", re.IGNORECASE)
+_SERVICE_CHECK_MIN: Final = 1.0
+_SERVICE_CHECK_MAX: Final = 60.0
+_TOP_CHECK_MIN_INTERVAL: Final = 2.0
+_TOP_CHECK_MAX_TIMEOUT: Final = 60.0
+_KILL_TIMEOUT_MAX: Final = 300.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """One rule's verdict on one key: ``rule`` id, ``severity``, dotted ``key``, ``value``."""
+
+    rule: str
+    severity: Severity
+    key: str
+    value: object
+    message: str
+
+    def error(self) -> ConfigError:
+        """This finding as the exception ``check()`` raises."""
+        return ConfigError(key=self.key, value=self.value, reason=self.message)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.severity}[{self.rule}] {self.key} = {format_value(self.value)}: {self.message}"
+        )
+
+
+def _error(rule: str, key: str, value: object, message: str) -> Finding:
+    return Finding(rule=rule, severity="error", key=key, value=value, message=message)
+
+
+def _warning(rule: str, key: str, value: object, message: str) -> Finding:
+    return Finding(rule=rule, severity="warning", key=key, value=value, message=message)
+
+
+def _one_of(rule: str, key: str, value: str | None, allowed: tuple[str, ...]) -> Iterator[Finding]:
+    if value is not None and value not in allowed:
+        yield _error(rule, key, value, f"must be one of {format_value(allowed)}")
+
+
+def _duration_range(
+    key: str, value: Duration | None, *, low: float | None, high: float | None
+) -> Iterator[Finding]:
+    if value is None:
+        return
+    if low is not None and value.seconds < low:
+        yield _error("duration-range", key, value, f"must be at least {low:g}s")
+    elif high is not None and value.seconds > high:
+        yield _error("duration-range", key, value, f"must be at most {high:g}s")
+
+
+def _service_check_durations(key: str, check: TcpCheck | HttpCheck) -> Iterator[Finding]:
+    low, high = _SERVICE_CHECK_MIN, _SERVICE_CHECK_MAX
+    yield from _duration_range(f"{key}.interval", check.interval, low=low, high=high)
+    yield from _duration_range(f"{key}.timeout", check.timeout, low=low, high=high)
+    yield from _duration_range(f"{key}.grace_period", check.grace_period, low=None, high=high)
+
+
+def _concurrency(key: str, concurrency: Concurrency) -> Iterator[Finding]:
+    yield from _one_of(
+        "concurrency-type", f"{key}.type", concurrency.type, ("connections", "requests")
+    )
+    soft, hard = concurrency.soft_limit, concurrency.hard_limit
+    if soft is not None and hard is not None and soft > hard:
+        yield _error("concurrency-limits", f"{key}.soft_limit", soft, f"is above hard_limit {hard}")
+
+
+def _port(prefix: str, port: ServicePort, *, websocket: bool) -> Iterator[Finding]:
+    if not 1 <= port.port <= 65535:
+        yield _error("port-range", f"{prefix}.port", port.port, "must be between 1 and 65535")
+    for handler in port.handlers:
+        if handler == "edge_http":
+            yield _error(
+                "unknown-handler",
+                f"{prefix}.handlers",
+                port.handlers,
+                '"edge_http" is obsolete; use "http"',
+            )
+        elif handler not in HANDLERS:
+            yield _error(
+                "unknown-handler",
+                f"{prefix}.handlers",
+                port.handlers,
+                f"unknown handler {format_value(handler)}; allowed: "
+                f"{format_value(sorted(HANDLERS))} or none",
+            )
+    if websocket and "http" in port.handlers:
+        yield _error("ws-http-handler", f"{prefix}.handlers", port.handlers, PU02_REASON)
+    if port.force_https and "http" not in port.handlers:
+        yield _error(
+            "force-https-without-http",
+            f"{prefix}.force_https",
+            port.force_https,
+            'force_https only works on a port with the "http" handler',
+        )
+    if port.proxy_proto_options is not None:
+        if "proxy_proto" not in port.handlers:
+            yield _error(
+                "proxy-proto-options-without-handler",
+                f"{prefix}.proxy_proto_options",
+                port.proxy_proto_options.version,
+                'proxy_proto_options needs the "proxy_proto" handler on the same port',
+            )
+        yield from _one_of(
+            "proxy-proto-version",
+            f"{prefix}.proxy_proto_options.version",
+            port.proxy_proto_options.version,
+            ("v1", "v2"),
+        )
+    tls = port.tls_options
+    if tls is not None:
+        unknown = [version for version in tls.versions if version not in TLS_VERSIONS]
+        if unknown:
+            yield _error(
+                "tls-version",
+                f"{prefix}.tls_options.versions",
+                tls.versions,
+                f"only {format_value(TLS_VERSIONS)} are allowed",
+            )
+    if websocket and tls is not None and "h2" in tls.alpn:
+        yield _error(
+            "ws-alpn-h2",
+            f"{prefix}.tls_options.alpn",
+            tls.alpn,
+            "the edge may negotiate h2 and the websocket backend would receive an HTTP/2 "
+            'preface; pin alpn = ["http/1.1"]',
+        )
+    if websocket and "tls" in port.handlers and (tls is None or not tls.alpn):
+        yield _warning(
+            "ws-alpn-missing",
+            f"{prefix}.tls_options.alpn",
+            [],
+            'pin tls_options = { alpn = ["http/1.1"] } so the edge never negotiates h2 for the '
+            "websocket backend",
+        )
+
+
+def service_findings(service: Service, *, index: int) -> list[Finding]:
+    """The findings of one ``[[services]]`` entry at ``services[index]`` on its own."""
+    return list(_service(service, index=index))
+
+
+def _service(service: Service, *, index: int) -> Iterator[Finding]:
+    prefix = f"services[{index}]"
+    websocket = isinstance(service, WebSocketService)
+    for position, port in enumerate(service.ports):
+        yield from _port(f"{prefix}.ports[{position}]", port, websocket=websocket)
+    if websocket:
+        if not service.ports:
+            yield _error("ws-no-port", f"{prefix}.ports", [], "the websocket service needs a port")
+        if service.protocol != "tcp":
+            yield _error(
+                "ws-protocol",
+                f"{prefix}.protocol",
+                service.protocol,
+                'the websocket service must use protocol "tcp" (TLS ends at the edge, the '
+                "stream passes through raw)",
+            )
+    elif service.protocol not in ("tcp", "udp"):
+        yield _error(
+            "service-protocol", f"{prefix}.protocol", service.protocol, 'must be "tcp" or "udp"'
+        )
+    concurrency = service.concurrency
+    if websocket and concurrency is not None and concurrency.type == "requests":
+        yield _error(
+            "ws-concurrency-type",
+            f"{prefix}.concurrency.type",
+            concurrency.type,
+            'a websocket is one long connection: count "connections", not HTTP requests',
+        )
+    if concurrency is not None:
+        yield from _concurrency(f"{prefix}.concurrency", concurrency)
+    if websocket and (concurrency is None or concurrency.soft_limit is None):
+        yield _warning(
+            "ws-concurrency-default",
+            f"{prefix}.concurrency.soft_limit",
+            None,
+            "Fly's default soft limit of 20 connections is far too low for websockets; set "
+            'type = "connections" with soft_limit and hard_limit',
+        )
+    if (
+        websocket
+        and concurrency is not None
+        and concurrency.hard_limit is not None
+        and concurrency.hard_limit > EDGE_CONNECTION_CAP
+    ):
+        yield _warning(
+            "ws-edge-cap",
+            f"{prefix}.concurrency.hard_limit",
+            concurrency.hard_limit,
+            f"Fly accepts at most {EDGE_CONNECTION_CAP} concurrent connections per edge per app",
+        )
+    yield from _one_of(
+        "auto-stop-machines",
+        f"{prefix}.auto_stop_machines",
+        service.auto_stop_machines,
+        AUTO_STOP_VALUES,
+    )
+    for position, tcp_check in enumerate(service.tcp_checks):
+        yield from _service_check_durations(f"{prefix}.tcp_checks[{position}]", tcp_check)
+    for position, http_check in enumerate(service.http_checks):
+        yield from _service_check_durations(f"{prefix}.http_checks[{position}]", http_check)
+
+
+def _http_service(config: FlyConfig) -> Iterator[Finding]:
+    http = config.http_service
+    if http is None:
+        return
+    yield from _one_of(
+        "auto-stop-machines",
+        "http_service.auto_stop_machines",
+        http.auto_stop_machines,
+        AUTO_STOP_VALUES,
+    )
+    if http.concurrency is not None:
+        yield from _concurrency("http_service.concurrency", http.concurrency)
+    for position, check in enumerate(http.checks):
+        yield from _service_check_durations(f"http_service.checks[{position}]", check)
+
+
+def _ports_and_clashes(config: FlyConfig) -> Iterator[Finding]:
+    public: dict[int, str] = {}
+    internal: dict[int, str] = {}
+    if config.http_service is not None:
+        public = {80: "http_service", 443: "http_service"}
+        internal[config.http_service.internal_port] = "http_service.internal_port"
+    for index, service in enumerate(config.services):
+        key = f"services[{index}].internal_port"
+        if service.internal_port in internal:
+            yield _error(
+                "duplicate-internal-port",
+                key,
+                service.internal_port,
+                f"already used by {internal[service.internal_port]}",
+            )
+        internal.setdefault(service.internal_port, key)
+        for position, port in enumerate(service.ports):
+            port_key = f"services[{index}].ports[{position}].port"
+            owner = public.get(port.port)
+            if owner == "http_service":
+                yield _error(
+                    "http-service-port-clash",
+                    port_key,
+                    port.port,
+                    "[http_service] already takes public ports 80 and 443; use another port",
+                )
+            elif owner is not None:
+                yield _error(
+                    "duplicate-public-port", port_key, port.port, f"already used by {owner}"
+                )
+            public.setdefault(port.port, port_key)
+
+
+def _has_health_check(config: FlyConfig) -> bool:
+    if config.checks or (config.http_service is not None and config.http_service.checks):
+        return True
+    return any(service.tcp_checks or service.http_checks for service in config.services)
+
+
+def _top_level(config: FlyConfig) -> Iterator[Finding]:
+    if config.machines is not None and config.machines > 1 and config.broker == "memory":
+        yield _error(
+            "machines-without-broker",
+            "deployment.machines",
+            config.machines,
+            "with the in-memory broker, rooms and presence would split between machines (Fly "
+            "deploys two by default); declare a shared Redis (realtime-fly:broker: redis plus the "
+            "secret realtime-fly:redisUrl, set with `pulumi config set --secret`) or run one "
+            "machine",
+        )
+    if config.machines is not None and config.machines < 1:
+        yield _error("machines-range", "deployment.machines", config.machines, "must be at least 1")
+    yield from _one_of("kill-signal", "kill_signal", config.kill_signal, KILL_SIGNALS)
+    yield from _duration_range(
+        "kill_timeout", config.kill_timeout, low=None, high=_KILL_TIMEOUT_MAX
+    )
+    deploy = config.deploy
+    yield from _one_of("deploy-strategy", "deploy.strategy", deploy.strategy, DEPLOY_STRATEGIES)
+    if deploy.strategy == "bluegreen" and not _has_health_check(config):
+        yield _error(
+            "bluegreen-without-check",
+            "deploy.strategy",
+            deploy.strategy,
+            "bluegreen deploys need a health check to decide when to switch over",
+        )
+    if deploy.max_unavailable is not None and deploy.max_unavailable <= 0:
+        yield _error(
+            "deploy-max-unavailable",
+            "deploy.max_unavailable",
+            deploy.max_unavailable,
+            "must be a fraction in (0, 1) or a machine count >= 1",
+        )
+    for name, _value in config.env:
+        if name.upper().startswith("FLY_"):
+            yield _error(
+                "env-fly-prefix",
+                f"env.{name}",
+                name,
+                "names starting with FLY_ are reserved by Fly",
+            )
+    for index, vm in enumerate(config.vms):
+        if vm.size is not None and vm.size not in VM_SIZES:
+            yield _error(
+                "vm-size",
+                f"vm[{index}].size",
+                vm.size,
+                "unknown size preset; use shared-cpu-{1,2,4,6,8}x or performance-{1,2,4,8,16}x",
+            )
+        if vm.memory is not None and not _MEMORY.fullmatch(vm.memory):
+            yield _error(
+                "vm-memory", f"vm[{index}].memory", vm.memory, 'write memory like "512mb" or "1gb"'
+            )
+    for index, metrics in enumerate(config.metrics):
+        if not 1 <= metrics.port <= 65535:
+            yield _error(
+                "port-range", f"metrics[{index}].port", metrics.port, "must be between 1 and 65535"
+            )
+    for index, restart in enumerate(config.restarts):
+        yield from _one_of(
+            "restart-policy", f"restart[{index}].policy", restart.policy, RESTART_POLICIES
+        )
+    for check in config.checks:
+        key = f"checks.{check.name}"
+        yield from _one_of("check-type", f"{key}.type", check.type, ("http", "tcp"))
+        yield from _duration_range(
+            f"{key}.interval", check.interval, low=_TOP_CHECK_MIN_INTERVAL, high=None
+        )
+        yield from _duration_range(
+            f"{key}.timeout", check.timeout, low=None, high=_TOP_CHECK_MAX_TIMEOUT
+        )
+
+
+def config_findings(config: FlyConfig) -> list[Finding]:
+    """Every finding for a whole config, in rule order (WebSocket service first)."""
+    findings: list[Finding] = []
+    websocket_index = config.websocket_index
+    if websocket_index is None:
+        findings.append(
+            _error(
+                "websocket-missing",
+                "services",
+                [service.internal_port for service in config.services],
+                "no [[services]] entry for the websocket port (internal_port = [env] WS_PORT, "
+                "default 8081)",
+            )
+        )
+    else:
+        findings.extend(_service(config.services[websocket_index], index=websocket_index))
+    for index, service in enumerate(config.services):
+        if index != websocket_index:
+            findings.extend(_service(service, index=index))
+    findings.extend(_http_service(config))
+    findings.extend(_ports_and_clashes(config))
+    findings.extend(_top_level(config))
+    return findings
