@@ -132,9 +132,9 @@ class TypingTracker:
     def __init__(self, *, ttl: float, throttle: float) -> None:
         self.ttl = ttl
         self.throttle = throttle
-        self._states: dict[tuple[RoomName, UserId], _TypingState] = {}
+        self._states: dict[tuple[RoomName, User], _TypingState] = {}
 
-    def start(self, room: RoomName, user: UserId, now: float) -> bool:
+    def start(self, room: RoomName, user: User, now: float) -> bool:
         state = self._states.get((room, user))
         if state is None:
             self._states[(room, user)] = _TypingState(True, now, now + self.ttl)
@@ -146,7 +146,7 @@ class TypingTracker:
         state.last_forward = now
         return True
 
-    def stop(self, room: RoomName, user: UserId) -> bool:
+    def stop(self, room: RoomName, user: User) -> bool:
         state = self._states.get((room, user))
         if state is None or not state.active:
             return False
@@ -155,12 +155,12 @@ class TypingTracker:
 
     clear = stop
 
-    def forget(self, room: RoomName, user: UserId) -> None:
+    def forget(self, room: RoomName, user: User) -> None:
         """Drop the state without a stop (the user went offline: presence says it)."""
         self._states.pop((room, user), None)
 
-    def expired(self, now: float) -> list[tuple[RoomName, UserId]]:
-        due: list[tuple[RoomName, UserId]] = []
+    def expired(self, now: float) -> list[tuple[RoomName, User]]:
+        due: list[tuple[RoomName, User]] = []
         for key, state in list(self._states.items()):
             if state.active and state.expires <= now:
                 state.active = False

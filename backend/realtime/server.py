@@ -1,0 +1,497 @@
+"""The WebSocket transport: handshakes, sessions, local rooms and fan-out.
+
+This layer only moves frames: parsing and validation live in :mod:`realtime.protocol`, room
+logic in :mod:`realtime.rooms`, shared state behind :mod:`realtime.broker`. Every write is
+non-blocking (``websockets.broadcast``-style): a broadcast frame is encoded once and pushed
+to each local member's transport; a connection whose send buffer grows above
+``SEND_BUFFER_BYTES`` is closed with 4009 while everyone else keeps receiving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from realtime.auth import TokenVerifier
+from realtime.broker import Broker, BrokerError, create_broker
+from realtime.ids import ConnId, RoomName, User
+from realtime.metrics import Metrics
+from realtime.protocol import (
+    CloseCode,
+    CloseConnection,
+    ErrorCode,
+    FrameError,
+    Hello,
+    Join,
+    Leave,
+    Message,
+    Ping,
+    Typing,
+    close_for,
+    encode_ack,
+    encode_error,
+    encode_joined,
+    encode_left,
+    encode_pong,
+    encode_presence,
+    encode_typing,
+    encode_welcome,
+    negotiate,
+    parse,
+)
+from realtime.rooms import TokenBucket, TypingTracker
+from realtime.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 64 * 1024
+SLOW_CLOSE_GRACE = 10.0
+"""Seconds a slow consumer gets to read its backlog and the 4009 close before an abort."""
+
+_OPEN = State.OPEN
+
+
+class Session:
+    """Per-connection state, kept small: one per authenticated connection."""
+
+    __slots__ = ("bucket", "conn", "rooms", "user", "ws")
+
+    def __init__(self, ws: ServerConnection, conn: ConnId, user: User, bucket: TokenBucket) -> None:
+        self.ws = ws
+        self.conn = conn
+        self.user = user
+        self.bucket = bucket
+        self.rooms: set[RoomName] = set()
+
+    def log(self, room: RoomName | None = None, **more: Any) -> dict[str, Any]:
+        return {"conn": self.conn, "user": self.user.id, "room": room, **more}
+
+
+class _LocalRoom:
+    """This instance's members of one room and its broker subscription."""
+
+    __slots__ = ("members", "pending", "subscribed")
+
+    def __init__(self, subscribed: asyncio.Task[None]) -> None:
+        self.members: set[ServerConnection] = set()
+        self.pending = 0
+        self.subscribed = subscribed
+
+
+class RealtimeServer:
+    """The WebSocket service of one instance."""
+
+    def __init__(self, settings: Settings, *, metrics: Metrics, verifier: TokenVerifier) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.verifier = verifier
+        self.broker: Broker = create_broker(settings, self._deliver)
+        self.draining = False
+        self.port = 0
+        self._rooms: dict[RoomName, _LocalRoom] = {}
+        self._sessions: set[Session] = set()
+        self._open = 0
+        self._typing = TypingTracker(ttl=settings.typing_ttl, throttle=settings.typing_throttle)
+        self._server: Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._allowed_origins = frozenset(settings.allowed_origins)
+        metrics.watch(rooms=lambda: len(self._rooms), send_queue=self._send_queue_bytes)
+
+    # lifecycle
+
+    async def start(self) -> None:
+        await self.broker.start()
+        self._server = await serve(
+            self._handle,
+            self.settings.host,
+            self.settings.ws_port,
+            process_request=self._process_request,
+            compression=None,
+            max_size=MAX_FRAME_BYTES,
+            ping_interval=self.settings.ping_interval,
+            ping_timeout=self.settings.ping_timeout,
+            open_timeout=10,
+            server_header=None,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._sweeper = asyncio.create_task(self._sweep_typing())
+        logger.info("websocket server listening", extra={"port": self.port})
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining and self._server is not None and self.broker.ready
+
+    @property
+    def connection_count(self) -> int:
+        return self._open
+
+    async def drain(self, seconds: float) -> None:
+        """Refuse new handshakes, close open connections with 1012 in jittered batches
+        spread over the first half of ``seconds``, wait for handlers (presence leaves are
+        published as each one ends), then stop the broker."""
+        self.draining = True
+        server = self._server
+        if server is None:
+            return
+        connections = [s.ws for s in self._sessions]
+        random.shuffle(connections)
+        batches = max(1, min(len(connections), 20))
+        size = math.ceil(len(connections) / batches) if connections else 0
+        interval = seconds / 2 / batches
+        logger.info("draining", extra={"count": len(connections)})
+        closing: list[asyncio.Task[None]] = []
+        for start in range(0, len(connections), max(size, 1)):
+            for ws in connections[start : start + size]:
+                closing.append(asyncio.create_task(self._close(ws, CloseCode.SERVICE_RESTART)))
+            await asyncio.sleep(random.uniform(0.5, 1.0) * interval)  # noqa: S311 jitter
+        if closing:
+            await asyncio.wait(closing, timeout=max(seconds / 2, 0.1))
+        server.close(code=CloseCode.SERVICE_RESTART, reason="server restarting")
+        await server.wait_closed()
+        await self.stop()
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        if self._server is not None:
+            self._server.close(code=CloseCode.GOING_AWAY)
+            await self._server.wait_closed()
+        await self.broker.close()
+
+    async def _close(self, ws: ServerConnection, code: CloseCode, reason: str = "") -> None:
+        self.metrics.closes.labels(code=str(int(code))).inc()
+        await ws.close(code, reason or code.name.lower().replace("_", " "))
+
+    # handshake
+
+    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        if self.draining:
+            return self._refuse(ws, 503, "draining", "server is draining, retry another instance")
+        if self._open >= self.settings.max_connections:
+            return self._refuse(ws, 503, "capacity", "too many connections, retry later")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in self._allowed_origins:
+            return self._refuse(ws, 403, "origin", f"origin {origin[:100]!r} is not allowed")
+        return None
+
+    def _refuse(self, ws: ServerConnection, status: int, reason: str, text: str) -> Response:
+        self.metrics.handshakes_refused.labels(reason=reason).inc()
+        logger.debug("handshake refused", extra={"reason": reason, "code": status})
+        return ws.respond(status, text + "\n")
+
+    # connection
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        self._open += 1
+        session: Session | None = None
+        try:
+            session = await self._authenticate(ws)
+            self._sessions.add(session)
+            self.metrics.connections.inc()
+            await self._serve(session)
+        except ConnectionClosed:
+            pass
+        except Exception as exc:
+            code, reason = close_for(exc)
+            extra = session.log(code=int(code)) if session else {"code": int(code)}
+            if code == CloseCode.INTERNAL_ERROR:
+                logger.error("connection failed", exc_info=True, extra=extra)
+            else:
+                logger.info("closing connection: %s", reason, extra=extra)
+            await self._close(ws, code, reason)
+        finally:
+            self._open -= 1
+            if session is not None:
+                self._sessions.discard(session)
+                self.metrics.connections.dec()
+                await self._disconnect(session)
+
+    async def _authenticate(self, ws: ServerConnection) -> Session:
+        try:
+            async with asyncio.timeout(self.settings.hello_timeout):
+                data = await ws.recv()
+        except TimeoutError:
+            raise CloseConnection(
+                CloseCode.HELLO_TIMEOUT, f"no hello within {self.settings.hello_timeout:g}s"
+            ) from None
+        if not isinstance(data, str):
+            raise CloseConnection(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
+        try:
+            frame = parse(data)
+        except FrameError as exc:
+            raise CloseConnection(
+                CloseCode.HELLO_REQUIRED, f"first frame must be a valid hello: {exc.code}"
+            ) from None
+        if not isinstance(frame, Hello):
+            raise CloseConnection(CloseCode.HELLO_REQUIRED, "first frame must be hello")
+        version = negotiate(frame.versions)
+        user = self.verifier.verify(frame.token)
+        loop = asyncio.get_running_loop()
+        bucket = TokenBucket(
+            self.settings.rate_limit_per_second, self.settings.rate_limit_burst, loop.time()
+        )
+        session = Session(ws, ConnId(secrets.token_hex(8)), user, bucket)
+        self._write(ws, encode_welcome(version, session.conn, user, self.settings.ping_interval))
+        logger.debug("authenticated", extra=session.log(version=version))
+        return session
+
+    async def _serve(self, session: Session) -> None:
+        loop = asyncio.get_running_loop()
+        ws = session.ws
+        async for data in ws:
+            if not isinstance(data, str):
+                raise CloseConnection(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
+            if not session.bucket.take(loop.time()):
+                self.metrics.rate_limited.inc()
+                raise CloseConnection(CloseCode.RATE_LIMITED, "rate limit exceeded")
+            self.metrics.messages_in.inc()
+            try:
+                await self._dispatch(session, parse(data))
+            except FrameError as exc:
+                self.metrics.errors.labels(code=exc.code.value).inc()
+                self._write(ws, encode_error(exc))
+
+    async def _dispatch(
+        self, session: Session, frame: Hello | Join | Leave | Message | Typing | Ping
+    ) -> None:
+        if isinstance(frame, Message):
+            await self._on_message(session, frame)
+        elif isinstance(frame, Typing):
+            self._require_joined(session, frame.room)
+            await self._on_typing(session, frame)
+        elif isinstance(frame, Join):
+            await self._on_join(session, frame)
+        elif isinstance(frame, Leave):
+            self._require_joined(session, frame.room)
+            await self._leave(session, frame.room)
+            self._write(session.ws, encode_left(frame.room))
+        elif isinstance(frame, Ping):
+            self._write(session.ws, encode_pong(frame.id))
+        else:
+            raise FrameError(ErrorCode.ALREADY_AUTHENTICATED, "hello was already accepted")
+
+    @staticmethod
+    def _require_joined(session: Session, room: RoomName) -> None:
+        if room not in session.rooms:
+            raise FrameError(ErrorCode.NOT_JOINED, f"not joined to room {room}", field="room")
+
+    def _require_broker(self) -> None:
+        if not self.broker.ready:
+            raise FrameError(ErrorCode.UNAVAILABLE, "the broker is not ready, retry later")
+
+    # rooms
+
+    async def _on_join(self, session: Session, frame: Join) -> None:
+        room = frame.room
+        self._require_broker()
+        rejoin = room in session.rooms
+        if not rejoin and len(session.rooms) >= self.settings.max_rooms_per_connection:
+            raise FrameError(
+                ErrorCode.TOO_MANY_ROOMS,
+                f"at most {self.settings.max_rooms_per_connection} rooms per connection",
+                field="room",
+            )
+        try:
+            local = self._rooms.get(room)
+            if local is None:
+                local = self._rooms[room] = _LocalRoom(
+                    asyncio.create_task(self.broker.subscribe(room))
+                )
+            local.pending += 1
+            try:
+                await asyncio.shield(local.subscribed)
+                came_online = (
+                    False
+                    if rejoin
+                    else await self.broker.presence_join(room, session.user, session.conn)
+                )
+                if not rejoin:
+                    session.rooms.add(room)
+                snapshot = await self.broker.presence_snapshot(room)
+                if frame.since is None:
+                    epoch, offset = await self.broker.last(room)
+                    frames: list[str] = []
+                    recovered: bool | None = None
+                else:
+                    recovery = await self.broker.history(
+                        room, frame.since.offset, frame.since.epoch
+                    )
+                    epoch, offset = recovery.epoch, recovery.offset
+                    frames, recovered = recovery.frames, recovery.recovered
+            finally:
+                local.pending -= 1
+        except BrokerError as exc:
+            logger.warning("join failed: %s", exc, extra=session.log(room))
+            if not rejoin:
+                with contextlib.suppress(Exception):
+                    await self._leave(session, room)
+            raise FrameError(
+                ErrorCode.UNAVAILABLE, "the broker is not ready, retry later"
+            ) from None
+        ws = session.ws
+        self._write(
+            ws,
+            encode_joined(
+                room,
+                epoch=epoch,
+                offset=offset,
+                presence=snapshot,
+                recovered=recovered,
+                replayed=len(frames),
+            ),
+        )
+        for replay in frames:
+            self._write(ws, replay)
+        # no await since the history read: live frames follow the replay without a gap
+        local.members.add(ws)
+        if came_online:
+            await self.broker.publish_ephemeral(
+                room, encode_presence(room, session.user, online=True)
+            )
+
+    async def _leave(self, session: Session, room: RoomName) -> None:
+        joined = room in session.rooms
+        session.rooms.discard(room)
+        local = self._rooms.get(room)
+        if local is not None:
+            local.members.discard(session.ws)
+        await self._release(room)
+        if not joined:
+            return
+        went_offline = await self.broker.presence_leave(room, session.user, session.conn)
+        if went_offline:
+            self._typing.forget(room, session.user)
+            await self.broker.publish_ephemeral(
+                room, encode_presence(room, session.user, online=False)
+            )
+
+    async def _release(self, room: RoomName) -> None:
+        local = self._rooms.get(room)
+        if local is not None and not local.members and not local.pending:
+            del self._rooms[room]
+            await self.broker.unsubscribe(room)
+
+    async def _disconnect(self, session: Session) -> None:
+        for room in list(session.rooms):
+            try:
+                await self._leave(session, room)
+            except Exception:
+                logger.warning("leave on disconnect failed", exc_info=True, extra=session.log(room))
+
+    # messages and typing
+
+    async def _on_message(self, session: Session, frame: Message) -> None:
+        self._require_joined(session, frame.room)
+        self._require_broker()
+        try:
+            appended = await self.broker.append(frame.room, session.user, frame.id, frame.body)
+        except BrokerError as exc:
+            logger.warning("append failed: %s", exc, extra=session.log(frame.room))
+            raise FrameError(
+                ErrorCode.UNAVAILABLE, "the broker is not ready, retry later", ref=frame.id
+            ) from None
+        self._write(
+            session.ws,
+            encode_ack(
+                frame.room, frame.id, appended.offset, appended.epoch, duplicate=appended.duplicate
+            ),
+        )
+        if self._typing.clear(frame.room, session.user):
+            await self.broker.publish_ephemeral(
+                frame.room, encode_typing(frame.room, session.user, active=False)
+            )
+
+    async def _on_typing(self, session: Session, frame: Typing) -> None:
+        if frame.active:
+            now = asyncio.get_running_loop().time()
+            forward = self._typing.start(frame.room, session.user, now)
+        else:
+            forward = self._typing.stop(frame.room, session.user)
+        if forward:
+            await self.broker.publish_ephemeral(
+                frame.room, encode_typing(frame.room, session.user, active=frame.active)
+            )
+
+    async def _sweep_typing(self) -> None:
+        period = min(self.settings.typing_ttl, self.settings.typing_throttle) / 4
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            for room, user in self._typing.expired(loop.time()):
+                try:
+                    await self.broker.publish_ephemeral(
+                        room, encode_typing(room, user, active=False)
+                    )
+                except Exception:
+                    logger.warning("typing expiry publish failed", exc_info=True)
+
+    # writes
+
+    def _deliver(self, room: RoomName, frame: str) -> None:
+        """The broker's ``on_event``: push one encoded frame to every local member."""
+        local = self._rooms.get(room)
+        if local is not None:
+            self._fanout(local.members, frame.encode())
+
+    def _write(self, ws: ServerConnection, frame: str) -> None:
+        self._fanout((ws,), frame.encode())
+
+    def _fanout(self, members: Iterable[ServerConnection], data: bytes) -> None:
+        limit = self.settings.send_buffer_bytes
+        sent = dropped = 0
+        slow: list[ServerConnection] = []
+        for ws in members:
+            protocol = ws.protocol
+            if protocol.state is not _OPEN:
+                dropped += 1
+                continue
+            try:
+                protocol.send_text(data)
+                ws.send_data()
+                if ws.transport.get_write_buffer_size() > limit:
+                    slow.append(ws)
+            except Exception:
+                dropped += 1
+                continue
+            sent += 1
+        self.metrics.messages_out.inc(sent)
+        if dropped:
+            self.metrics.dropped.inc(dropped)
+        for ws in slow:
+            self._close_slow(ws)
+
+    def _close_slow(self, ws: ServerConnection) -> None:
+        """Send 4009 behind the backlog without waiting; abort if not closed in time."""
+        self.metrics.slow_consumers.inc()
+        self.metrics.closes.labels(code=str(int(CloseCode.SLOW_CONSUMER))).inc()
+        logger.info("closing slow consumer", extra={"code": int(CloseCode.SLOW_CONSUMER)})
+        ws.protocol.send_close(CloseCode.SLOW_CONSUMER, "send buffer full")
+        ws.send_data()
+        asyncio.get_running_loop().call_later(SLOW_CLOSE_GRACE, _abort_if_open, ws)
+
+    def _send_queue_bytes(self) -> float:
+        total = 0
+        for session in self._sessions:
+            transport = session.ws.transport
+            if transport is not None and not transport.is_closing():
+                total += transport.get_write_buffer_size()
+        return float(total)
+
+
+def _abort_if_open(ws: ServerConnection) -> None:
+    if ws.protocol.state is not State.CLOSED:
+        ws.transport.abort()
