@@ -164,7 +164,7 @@ class Restart:
     """One ``[[restart]]`` entry: the machine restart policy."""
 
     policy: str = "on-failure"
-    max_retries: int | None = None
+    retries: int | None = None
 
 
 # -- checks ------------------------------------------------------------------------------------

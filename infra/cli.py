@@ -1,0 +1,89 @@
+"""``python -m infra``: render, diff and lint fly.toml files without the Pulumi engine.
+
+Exit codes: 0 ok, 1 violations found (lint), 2 bad usage or unreadable input (missing file,
+TOML/YAML syntax error, invalid stack config: the message names the key). User errors print
+one ``error: ...`` line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from infra.errors import ConfigError
+from infra.lint import exit_status, format_finding, lint_fly_toml
+from infra.render import render_fly_toml
+from infra.stack import load_stack_file
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_VIOLATIONS = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra", description="render, compare and lint fly.toml files"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    render = commands.add_parser("render", help="print the fly.toml of a stack")
+    render.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
+    diff = commands.add_parser("diff", help="unified diff of two stacks' fly.toml (backports)")
+    diff.add_argument("stack_a")
+    diff.add_argument("stack_b")
+    for sub in (render, diff):
+        sub.add_argument(
+            "--project-dir", type=Path, default=Path(), help="where Pulumi.<stack>.yaml live"
+        )
+    lint = commands.add_parser("lint", help="check a fly.toml against the rules")
+    lint.add_argument("path", type=Path)
+    lint.add_argument("--strict", action="store_true", help="warnings fail too")
+    return parser
+
+
+def _render_stack(project_dir: Path, stack: str) -> str:
+    settings = load_stack_file(project_dir / f"Pulumi.{stack}.yaml", require_secrets=False)
+    return render_fly_toml(settings.fly, stack=stack)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "render":
+        sys.stdout.write(_render_stack(args.project_dir, args.stack))
+        return EXIT_OK
+    if args.command == "diff":
+        before = _render_stack(args.project_dir, args.stack_a)
+        after = _render_stack(args.project_dir, args.stack_b)
+        sys.stdout.writelines(
+            difflib.unified_diff(
+                before.splitlines(keepends=True),
+                after.splitlines(keepends=True),
+                fromfile=f"{args.stack_a}/fly.toml",
+                tofile=f"{args.stack_b}/fly.toml",
+            )
+        )
+        return EXIT_OK
+    path: Path = args.path
+    findings = lint_fly_toml(path.read_text(encoding="utf-8"))
+    for finding in findings:
+        sys.stdout.write(format_finding(str(path), finding) + "\n")
+    errors = sum(finding.severity == "error" for finding in findings)
+    sys.stdout.write(f"{path}: {errors} error(s), {len(findings) - errors} warning(s)\n")
+    return exit_status(findings, strict=args.strict)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ConfigError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+    except OSError as exc:
+        sys.stderr.write(f"error: cannot read {exc.filename}: {exc.strerror}\n")
+    except UnicodeDecodeError as exc:
+        sys.stderr.write(f"error: not utf-8 text: {exc.reason}\n")
+    return EXIT_USAGE
