@@ -1,0 +1,1 @@
+"""The local deploy target: a TLS edge, redis and two backends on this machine."""

@@ -1,0 +1,264 @@
+"""Start and stop long-running local processes that outlive the command which started them.
+
+The local deploy target runs redis-server, two backends and haproxy from
+``pulumi_command.local.Command`` steps; each step's command returns at once, so the processes
+must be detached: a new session (own process group), stdin from ``/dev/null``, stdout and stderr
+appended to ``<state>/<name>.log``, and ``<state>/<name>.pid`` holding ``PID START_TICKS`` (the
+kernel's start time of the process, so a recycled PID is never mistaken for ours).
+
+    python -m infra.local.supervise start NAME [--cwd DIR] [--state DIR] -- ARGV...
+    python -m infra.local.supervise stop NAME [--state DIR] [--timeout SECONDS]
+    python -m infra.local.supervise status NAME [--state DIR]
+    python -m infra.local.supervise wait-tcp HOST:PORT [--timeout SECONDS]
+    python -m infra.local.supervise logs [NAME] [--state DIR] [--lines N]
+
+``start`` and ``stop`` are idempotent: starting a running name and stopping a stopped one do
+nothing and succeed. ``stop`` sends SIGTERM to the whole process group, waits, then SIGKILL.
+The environment is inherited as is, so secrets reach the process through the environment and
+never through argv, the pid file or the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "DEFAULT_STATE_DIR",
+    "SuperviseError",
+    "Supervised",
+    "main",
+    "running",
+    "start",
+    "stop",
+    "wait_tcp",
+]
+
+DEFAULT_STATE_DIR = Path("build/local")
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_STARTUP_GRACE = 0.3
+_POLL = 0.05
+
+
+class SuperviseError(Exception):
+    """A process could not be started, stopped or reached; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Supervised:
+    """A process this module started: its pid and the kernel's start time of that pid."""
+
+    pid: int
+    start_ticks: int
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise SuperviseError(f"process name must match {_NAME.pattern}, got {name!r}")
+
+
+def _pid_file(state: Path, name: str) -> Path:
+    return state / f"{name}.pid"
+
+
+def log_file(state: Path, name: str) -> Path:
+    """Where a supervised process's stdout and stderr go."""
+    return state / f"{name}.log"
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start ticks) of a live pid, ``None`` when there is no such process."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return fields[0], int(fields[19])
+
+
+def _alive(record: Supervised) -> bool:
+    stat = _proc_stat(record.pid)
+    return stat is not None and stat[0] not in ("Z", "X") and stat[1] == record.start_ticks
+
+
+def _read(state: Path, name: str) -> Supervised | None:
+    try:
+        pid_text, ticks_text = _pid_file(state, name).read_text().split()
+        return Supervised(pid=int(pid_text), start_ticks=int(ticks_text))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def running(name: str, *, state: Path = DEFAULT_STATE_DIR) -> Supervised | None:
+    """The live process recorded under ``name``, or ``None``."""
+    _check_name(name)
+    record = _read(state, name)
+    return record if record is not None and _alive(record) else None
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""
+
+
+def start(
+    name: str,
+    argv: Sequence[str],
+    *,
+    state: Path = DEFAULT_STATE_DIR,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Supervised:
+    """Start ``argv`` detached under ``name``, or return the live process already there.
+
+    Raises :class:`SuperviseError` when the program cannot be run or exits within the startup
+    grace period (the message carries the end of its log).
+    """
+    _check_name(name)
+    if not argv:
+        raise SuperviseError(f"process {name}: empty command")
+    current = running(name, state=state)
+    if current is not None:
+        return current
+    state.mkdir(parents=True, exist_ok=True)
+    log = log_file(state, name)
+    with log.open("ab") as out:
+        try:
+            process = subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                env=None if env is None else dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise SuperviseError(f"process {name}: cannot run {argv[0]!r}: {exc}") from exc
+    stat = _proc_stat(process.pid)
+    record = Supervised(pid=process.pid, start_ticks=stat[1] if stat else 0)
+    tmp = _pid_file(state, name).with_suffix(".pid.tmp")
+    tmp.write_text(f"{record.pid} {record.start_ticks}\n")
+    tmp.replace(_pid_file(state, name))
+    try:
+        code = process.wait(timeout=_STARTUP_GRACE)
+    except subprocess.TimeoutExpired:
+        return record
+    _pid_file(state, name).unlink(missing_ok=True)
+    raise SuperviseError(
+        f"process {name} exited with status {code} at startup; end of {log}:\n{_tail(log, 20)}"
+    )
+
+
+def stop(name: str, *, state: Path = DEFAULT_STATE_DIR, timeout: float = 10.0) -> bool:
+    """Stop the process group recorded under ``name``; ``True`` if something was running."""
+    _check_name(name)
+    record = _read(state, name)
+    if record is None or not _alive(record):
+        _pid_file(state, name).unlink(missing_ok=True)
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(record) and time.monotonic() < deadline:
+        time.sleep(_POLL)
+    if _alive(record):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(record.pid, signal.SIGKILL)
+        while _alive(record):
+            time.sleep(_POLL)
+    _pid_file(state, name).unlink(missing_ok=True)
+    return True
+
+
+def wait_tcp(host: str, port: int, *, timeout: float = 30.0) -> None:
+    """Return once ``host:port`` accepts a TCP connection; :class:`SuperviseError` after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: OSError | None = None
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError as exc:
+            last = exc
+            time.sleep(0.1)
+    raise SuperviseError(f"{host}:{port} did not accept a connection in {timeout:g} s: {last}")
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m infra.local.supervise", description=__doc__)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command in ("start", "stop", "status", "logs"):
+        sub = commands.add_parser(command)
+        sub.add_argument("name", nargs="?" if command == "logs" else None)
+        sub.add_argument("--state", type=Path, default=DEFAULT_STATE_DIR)
+        if command == "start":
+            sub.add_argument("--cwd", type=Path)
+            sub.add_argument("argv", nargs=argparse.REMAINDER)
+        if command == "stop":
+            sub.add_argument("--timeout", type=float, default=10.0)
+        if command == "logs":
+            sub.add_argument("--lines", type=int, default=50)
+    wait = commands.add_parser("wait-tcp")
+    wait.add_argument("address", type=_host_port)
+    wait.add_argument("--timeout", type=float, default=30.0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "start":
+            command = list(args.argv)
+            if command[:1] == ["--"]:
+                command = command[1:]
+            record = start(args.name, command, state=args.state, cwd=args.cwd)
+            print(f"{args.name} running as pid {record.pid}")
+        elif args.command == "stop":
+            stopped = stop(args.name, state=args.state, timeout=args.timeout)
+            print(f"{args.name} {'stopped' if stopped else 'was not running'}")
+        elif args.command == "status":
+            live = running(args.name, state=args.state)
+            print(f"{args.name} " + (f"running as pid {live.pid}" if live else "stopped"))
+            return 0 if live else 3
+        elif args.command == "wait-tcp":
+            host, port = args.address
+            wait_tcp(host, port, timeout=args.timeout)
+            print(f"{host}:{port} is accepting connections")
+        else:
+            names = [args.name] if args.name else sorted(p.stem for p in args.state.glob("*.log"))
+            for name in names:
+                print(f"==> {log_file(args.state, name)} <==")
+                print(_tail(log_file(args.state, name), args.lines))
+    except SuperviseError as exc:
+        print(f"supervise: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
