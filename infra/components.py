@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import pulumi
 from pulumi_command import local
@@ -56,9 +57,13 @@ class FlyAppArgs:
     """The stack's deploy target (``infra.targets.plan_for``)."""
 
 
-def _secret_stdin(names: tuple[str, ...], secrets: Mapping[str, pulumi.Output[str]]) -> object:
+def _secret_stdin(
+    names: tuple[str, ...], secrets: Mapping[str, pulumi.Output[str]]
+) -> pulumi.Output[str]:
+    """The ``NAME="value"`` lines for ``fly secrets import``, as a Pulumi secret."""
     values = {name: secrets[name] for name in names}
-    return pulumi.Output.secret(pulumi.Output.all(**values).apply(secrets_stdin))
+    lines: pulumi.Output[str] = pulumi.Output.all(**values).apply(secrets_stdin)
+    return cast("pulumi.Output[str]", pulumi.Output.secret(lines))
 
 
 class FlyApp(pulumi.ComponentResource):
@@ -112,8 +117,10 @@ class FlyApp(pulumi.ComponentResource):
         handles_secrets = bool(step.stdin_secrets or step.secret_environment)
         environment: dict[str, pulumi.Input[str]] = dict(step.environment)
         for secret_name in step.secret_environment:
-            environment[secret_name] = pulumi.Output.secret(secrets[secret_name])
-        stdin: object = step.stdin
+            environment[secret_name] = cast(
+                "pulumi.Output[str]", pulumi.Output.secret(secrets[secret_name])
+            )
+        stdin: pulumi.Input[str] | None = step.stdin
         if step.stdin_secrets:
             stdin = _secret_stdin(step.stdin_secrets, secrets)
         return local.Command(
@@ -123,7 +130,7 @@ class FlyApp(pulumi.ComponentResource):
             delete=step.delete_line(),
             dir=step.dir,
             environment=environment or None,
-            stdin=stdin,  # type: ignore[arg-type]
+            stdin=stdin,
             triggers=list(step.triggers) or None,
             logging=_LOGGING["none" if handles_secrets else step.logging],
             add_previous_output_in_env=False,
