@@ -118,7 +118,7 @@ async def _expect(ws: ClientConnection, *types: str) -> dict[str, object]:
         if not isinstance(frame, dict):
             raise SmokeError(f"chat: unexpected frame {raw!r:.200}")
         if frame.get("type") == "error":
-            raise SmokeError(f"chat: server error {frame.get('code')}: {frame.get('message')}")
+            raise SmokeError(f"chat: server error {frame.get('code')}: {frame.get('detail')}")
         if frame.get("type") in types:
             return frame
 
