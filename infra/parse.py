@@ -221,11 +221,21 @@ def _concurrency(table: _Table | None) -> Concurrency | None:
     return result
 
 
+def _timing(table: _Table) -> tuple[Duration | None, Duration | None, Duration | None]:
+    """interval, timeout, grace_period of a check (fly-go reads bare numbers as milliseconds)."""
+    return (
+        table.duration("interval", bare="ms"),
+        table.duration("timeout", bare="ms"),
+        table.duration("grace_period", bare="ms"),
+    )
+
+
 def _http_check(table: _Table) -> HttpCheck:
+    interval, timeout, grace_period = _timing(table)
     result = HttpCheck(
-        interval=table.duration("interval", bare="ms"),
-        timeout=table.duration("timeout", bare="ms"),
-        grace_period=table.duration("grace_period", bare="ms"),
+        interval=interval,
+        timeout=timeout,
+        grace_period=grace_period,
         method=table.text("method"),
         path=table.text("path") or "",
     )
@@ -234,11 +244,8 @@ def _http_check(table: _Table) -> HttpCheck:
 
 
 def _tcp_check(table: _Table) -> TcpCheck:
-    result = TcpCheck(
-        interval=table.duration("interval", bare="ms"),
-        timeout=table.duration("timeout", bare="ms"),
-        grace_period=table.duration("grace_period", bare="ms"),
-    )
+    interval, timeout, grace_period = _timing(table)
+    result = TcpCheck(interval=interval, timeout=timeout, grace_period=grace_period)
     table.done()
     return result
 
@@ -380,15 +387,16 @@ def _deploy(table: _Table | None) -> Deploy:
 
 
 def _top_check(name: str, table: _Table) -> TopLevelCheck:
+    interval, timeout, grace_period = _timing(table)
     result = TopLevelCheck(
         name=name,
         type=table.text("type") or "",
         port=table.integer("port"),
         path=table.text("path"),
         method=table.text("method"),
-        interval=table.duration("interval", bare="ms"),
-        timeout=table.duration("timeout", bare="ms"),
-        grace_period=table.duration("grace_period", bare="ms"),
+        interval=interval,
+        timeout=timeout,
+        grace_period=grace_period,
     )
     table.done()
     return result
