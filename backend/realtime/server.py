@@ -153,7 +153,11 @@ class RealtimeServer:
         closing: list[asyncio.Task[None]] = []
         for start in range(0, len(connections), max(size, 1)):
             for ws in connections[start : start + size]:
-                closing.append(asyncio.create_task(self._close(ws, CloseCode.SERVICE_RESTART)))
+                closing.append(
+                    asyncio.create_task(
+                        self._close(ws, CloseCode.SERVICE_RESTART, "server restarting")
+                    )
+                )
             await asyncio.sleep(random.uniform(0.5, 1.0) * interval)  # noqa: S311 jitter
         if closing:
             await asyncio.wait(closing, timeout=max(seconds / 2, 0.1))
@@ -174,7 +178,7 @@ class RealtimeServer:
 
     async def _close(self, ws: ServerConnection, code: CloseCode, reason: str = "") -> None:
         self.metrics.closes.labels(code=str(int(code))).inc()
-        await ws.close(code, reason or code.name.lower().replace("_", " "))
+        await ws.close(code, reason)
 
     # handshake
 
@@ -285,9 +289,11 @@ class RealtimeServer:
             raise FrameError(ErrorCode.ALREADY_AUTHENTICATED, "hello was already accepted")
 
     @staticmethod
-    def _require_joined(session: Session, room: RoomName) -> None:
+    def _require_joined(session: Session, room: RoomName, ref: str | None = None) -> None:
         if room not in session.rooms:
-            raise FrameError(ErrorCode.NOT_JOINED, f"not joined to room {room}", field="room")
+            raise FrameError(
+                ErrorCode.NOT_JOINED, f"not joined to room {room}", field="room", ref=ref
+            )
 
     def _require_broker(self) -> None:
         if not self.broker.ready:
@@ -395,7 +401,7 @@ class RealtimeServer:
     # messages and typing
 
     async def _on_message(self, session: Session, frame: Message) -> None:
-        self._require_joined(session, frame.room)
+        self._require_joined(session, frame.room, frame.id)
         self._require_broker()
         try:
             appended = await self.broker.append(frame.room, session.user, frame.id, frame.body)
