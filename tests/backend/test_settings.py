@@ -1,0 +1,73 @@
+"""Settings from the environment: defaults, parsing, errors that name the variable."""
+
+from __future__ import annotations
+
+import pytest
+from realtime.settings import Settings, SettingsError
+
+KEY = "k" * 32
+
+
+def test_defaults_are_the_documented_production_defaults() -> None:
+    """Only TOKEN_SIGNING_KEY is required; the rest default as docs/BACKEND.md says."""
+    settings = Settings.from_env({"TOKEN_SIGNING_KEY": KEY})
+    assert (settings.host, settings.http_port, settings.ws_port) == ("0.0.0.0", 8080, 8081)
+    assert settings.allowed_origins == ()
+    assert (settings.log_level, settings.log_format) == ("INFO", "json")
+    assert not settings.dev_tokens
+    assert settings.redis_url == ""
+    assert settings.history_size == 500
+    assert settings.drain_seconds == 10.0
+
+
+def test_values_are_parsed() -> None:
+    """Numbers, booleans and the origin list are read from their variables."""
+    settings = Settings.from_env(
+        {
+            "DEV_TOKENS": "1",
+            "HTTP_PORT": "9000",
+            "WS_PORT": "9001",
+            "ALLOWED_ORIGINS": "https://a.example, https://b.example:8443",
+            "RATE_LIMIT_PER_SECOND": "2.5",
+            "LOG_LEVEL": "debug",
+            "LOG_FORMAT": "text",
+        }
+    )
+    assert settings.dev_tokens
+    assert (settings.http_port, settings.ws_port) == (9000, 9001)
+    assert settings.allowed_origins == ("https://a.example", "https://b.example:8443")
+    assert settings.rate_limit_per_second == 2.5
+    assert (settings.log_level, settings.log_format) == ("DEBUG", "text")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "TOKEN_SIGNING_KEY is required"),
+        ({"TOKEN_SIGNING_KEY": "short"}, "TOKEN_SIGNING_KEY is too short: 5 characters"),
+        ({"DEV_TOKENS": "yes"}, "DEV_TOKENS must be 0 or 1, got 'yes'"),
+        ({"TOKEN_SIGNING_KEY": KEY, "WS_PORT": "70000"}, "WS_PORT must be a port number"),
+        ({"TOKEN_SIGNING_KEY": KEY, "HTTP_PORT": "8081"}, "HTTP_PORT and WS_PORT must differ"),
+        ({"TOKEN_SIGNING_KEY": KEY, "HISTORY_SIZE": "0"}, "HISTORY_SIZE must be a positive"),
+        ({"TOKEN_SIGNING_KEY": KEY, "DRAIN_SECONDS": "nan"}, "DRAIN_SECONDS must be a positive"),
+        ({"TOKEN_SIGNING_KEY": KEY, "LOG_FORMAT": "xml"}, "LOG_FORMAT must be json or text"),
+        ({"TOKEN_SIGNING_KEY": KEY, "LOG_LEVEL": "loud"}, "LOG_LEVEL must be a logging level"),
+        (
+            {"TOKEN_SIGNING_KEY": KEY, "ALLOWED_ORIGINS": "chat.example"},
+            "ALLOWED_ORIGINS entries must look like",
+        ),
+    ],
+)
+def test_bad_values_name_the_variable_and_value(env: dict[str, str], message: str) -> None:
+    """Each bad setting raises SettingsError naming the variable (and the value)."""
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
+
+
+def test_the_signing_key_is_never_shown() -> None:
+    """Neither errors nor repr reveal TOKEN_SIGNING_KEY."""
+    secret = "s3cr3t-but-too-short"
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"TOKEN_SIGNING_KEY": secret})
+    assert secret not in str(raised.value)
+    assert KEY not in repr(Settings.from_env({"TOKEN_SIGNING_KEY": KEY}))
