@@ -8,6 +8,7 @@ dependencies, parent and options.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import runpy
 from dataclasses import dataclass, field
@@ -139,6 +140,9 @@ def run_program(
         secrets = stack_secrets(stack)
         config = stack_config(stack, secrets=secrets)
         secret_keys = [f"{PROJECT}:{key}" for key in secrets]
+    # Pulumi's runtime drives its own event loop; async tests elsewhere may have closed the last.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     monitor = _RecordingMonitor(_Mocks())
     pulumi.runtime.set_mocks(_Mocks(), project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys or [])
@@ -146,4 +150,6 @@ def run_program(
         _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"))))
     finally:
         pulumi.runtime.set_all_config({}, [])
+        asyncio.set_event_loop(None)
+        loop.close()
     return ProgramRun(registrations=monitor.registrations)
