@@ -42,6 +42,7 @@ from infra.model import (
 
 __all__ = [
     "CONFIG_KEYS",
+    "OBJECT_KEYS",
     "PROJECT",
     "SECRETS",
     "SecretSpec",
@@ -91,7 +92,8 @@ CONFIG_KEYS: Final[tuple[str, ...]] = (
     "metrics",
 )
 
-_OBJECT_KEYS: Final[dict[str, tuple[str, ...]]] = {
+OBJECT_KEYS: Final[dict[str, tuple[str, ...]]] = {
+    # the fields of each object-valued key (documented in docs/CONFIG.md)
     "vm": ("size", "memory", "cpus"),
     "deploy": ("strategy", "maxUnavailable", "waitTimeout", "releaseCommand"),
     "build": ("dockerfile", "ignorefile", "buildTarget", "image"),
@@ -313,7 +315,7 @@ class _Values:
         raise self._fail(key, value, "must be an object")
 
     def section(self, key: str) -> _Values:
-        return _Values(self.mapping(key), path=f"{self._path}{key}.", allowed=_OBJECT_KEYS[key])
+        return _Values(self.mapping(key), path=f"{self._path}{key}.", allowed=OBJECT_KEYS[key])
 
     def _json(self, key: str, text: str) -> object:
         try:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from infra import checks
 from infra.checks import PU02_REASON
 from infra.model import (
     Concurrency,
@@ -364,3 +367,12 @@ def test_models_are_frozen() -> None:
     """Model values cannot be changed after construction."""
     with pytest.raises(dataclasses.FrozenInstanceError):
         BASE.app = "other"  # type: ignore[misc]
+
+
+def test_every_rule_has_a_case() -> None:
+    """Each rule id in infra/checks.py is exercised by a case above (a new rule needs one)."""
+    source = Path(checks.__file__).read_text(encoding="utf-8")
+    rules = set(re.findall(r'(?:_error|_warning|_one_of)\(\s*"([a-z0-9-]+)"', source))
+    covered = {case[0] for case in ERROR_CASES + WARNING_CASES}
+    assert rules - covered == set()
+    assert len(rules) > 30

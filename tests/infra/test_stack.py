@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from infra.parse import parse_fly_toml
 from infra.render import render_fly_toml
 from infra.stack import (
     CONFIG_KEYS,
+    OBJECT_KEYS,
     PROJECT,
     SECRETS,
     load_stack_file,
@@ -290,3 +292,15 @@ def test_backport_guard(path: Path) -> None:
         assert port.tls_options.alpn == ("http/1.1",)
         assert port.port not in (80, 443)
     assert settings.machines == 1 or settings.fly.broker == "redis"
+
+
+def test_config_reference_documents_every_key() -> None:
+    """docs/CONFIG.md has a table row for every key, object field and secret."""
+    text = (REPO / "docs" / "CONFIG.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([^`]+)`", text, flags=re.MULTILINE)
+    documented = {part for row in rows for part in re.split(r"` / `", row)}
+    keys = {key for key in CONFIG_KEYS if key not in OBJECT_KEYS}
+    keys |= {f"{key}.{field}" for key, fields in OBJECT_KEYS.items() for field in fields}
+    keys |= {spec.key for spec in SECRETS}
+    text_cells = set(re.findall(r"`([A-Za-z.]+)`", text))
+    assert keys - documented - text_cells == set()
