@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from infra.drift import DEFAULT_STACKS, parse_stack_list, report_drift
 from infra.errors import ConfigError
 from infra.lint import exit_status, format_finding, lint_fly_toml
 from infra.render import render_fly_toml
@@ -35,7 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     diff = commands.add_parser("diff", help="unified diff of two stacks' fly.toml (backports)")
     diff.add_argument("stack_a")
     diff.add_argument("stack_b")
-    for sub in (render, diff):
+    drift = commands.add_parser("drift", help="shared settings that differ between stacks")
+    drift.add_argument(
+        "--stacks", type=parse_stack_list, default=DEFAULT_STACKS, help="a,b,...: stacks to compare"
+    )
+    for sub in (render, diff, drift):
         sub.add_argument(
             "--project-dir", type=Path, default=Path(), help="where Pulumi.<stack>.yaml live"
         )
@@ -54,6 +59,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "render":
         sys.stdout.write(_render_stack(args.project_dir, args.stack))
         return EXIT_OK
+    if args.command == "drift":
+        return report_drift(args.project_dir, args.stacks, sys.stdout)
     if args.command == "diff":
         before = _render_stack(args.project_dir, args.stack_a)
         after = _render_stack(args.project_dir, args.stack_b)
