@@ -225,7 +225,7 @@ def _service(service: Service, *, index: int) -> Iterator[Finding]:
             "ws-concurrency-default",
             f"{prefix}.concurrency.soft_limit",
             None,
-            "Fly's default soft limit of 20 connections is far too low for websockets; set "
+            "the default soft limit on Fly is 20 connections, far too low for websockets; set "
             'type = "connections" with soft_limit and hard_limit',
         )
     if (
@@ -238,7 +238,7 @@ def _service(service: Service, *, index: int) -> Iterator[Finding]:
             "ws-edge-cap",
             f"{prefix}.concurrency.hard_limit",
             concurrency.hard_limit,
-            f"Fly accepts at most {EDGE_CONNECTION_CAP} concurrent connections per edge per app",
+            f"above the {EDGE_CONNECTION_CAP} concurrent connections Fly accepts per edge per app",
         )
     yield from _one_of(
         "auto-stop-machines",

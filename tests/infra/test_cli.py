@@ -130,3 +130,19 @@ def test_bad_usage_exits_2(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         main(argv)
     assert caught.value.code == 2
+
+
+def test_fix_doc_shows_the_real_lint_output(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/WEBSOCKET_HANDSHAKE_FIX.md quotes exactly what lint prints on the before config."""
+    monkeypatch.chdir(REPO)
+    assert main(["lint", "tests/infra/data/seed_before.toml"]) == 1
+    printed = capsys.readouterr().out.splitlines()
+    doc = (REPO / "docs" / "WEBSOCKET_HANDSHAKE_FIX.md").read_text(encoding="utf-8")
+    quoted = [
+        line.strip()
+        for line in doc.splitlines()
+        if line.strip().startswith("tests/infra/data/seed_before.toml: ")
+    ]
+    assert quoted == printed
