@@ -6,7 +6,9 @@ must be detached: a new session (own process group), stdin from ``/dev/null``, s
 appended to ``<state>/<name>.log``, and ``<state>/<name>.pid`` holding ``PID START_TICKS`` (the
 kernel's start time of the process, so a recycled PID is never mistaken for ours).
 
-    python -m infra.local.supervise start NAME [--cwd DIR] [--state DIR] -- ARGV...
+    python -m infra.local.supervise start NAME [--cwd DIR] [--state DIR] [--env-file FILE]
+                                         [--wait-tcp HOST:PORT] -- ARGV...
+    python -m infra.local.supervise exec [--env-file FILE] -- ARGV...
     python -m infra.local.supervise stop NAME [--state DIR] [--timeout SECONDS]
     python -m infra.local.supervise status NAME [--state DIR]
     python -m infra.local.supervise wait-tcp HOST:PORT [--timeout SECONDS]
@@ -15,7 +17,10 @@ kernel's start time of the process, so a recycled PID is never mistaken for ours
 ``start`` and ``stop`` are idempotent: starting a running name and stopping a stopped one do
 nothing and succeed. ``stop`` sends SIGTERM to the whole process group, waits, then SIGKILL.
 The environment is inherited as is, so secrets reach the process through the environment and
-never through argv, the pid file or the log.
+never through argv, the pid file or the log. ``--env-file`` adds ``NAME=VALUE`` lines (a
+generated development key) for names the environment does not already set; ``exec`` runs a
+command in the foreground with that environment (the smoke check). ``--wait-tcp`` makes
+``start`` return only once the process accepts connections on that address.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ __all__ = [
     "SuperviseError",
     "Supervised",
     "main",
+    "read_env_file",
     "running",
     "start",
     "stop",
@@ -135,10 +141,14 @@ def start(
         return current
     state.mkdir(parents=True, exist_ok=True)
     log = log_file(state, name)
+    program = argv[0]
+    if "/" in program and not os.path.isabs(program):
+        # A relative program path (".venv/bin/python") means the caller's directory, not --cwd.
+        program = os.path.abspath(program)
     with log.open("ab") as out:
         try:
             process = subprocess.Popen(
-                list(argv),
+                [program, *argv[1:]],
                 cwd=cwd,
                 env=None if env is None else dict(env),
                 stdin=subprocess.DEVNULL,
@@ -200,6 +210,23 @@ def wait_tcp(host: str, port: int, *, timeout: float = 30.0) -> None:
     raise SuperviseError(f"{host}:{port} did not accept a connection in {timeout:g} s: {last}")
 
 
+def read_env_file(path: Path, base: Mapping[str, str]) -> dict[str, str]:
+    """``base`` plus the file's ``NAME=VALUE`` lines for names ``base`` does not set."""
+    env = dict(base)
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise SuperviseError(f"env file {path} does not exist") from exc
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise SuperviseError(f"env file {path} line {number}: expected NAME=VALUE")
+        env.setdefault(name, value)
+    return env
+
+
 def _host_port(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
@@ -217,11 +244,15 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--state", type=Path, default=DEFAULT_STATE_DIR)
         if command == "start":
             sub.add_argument("--cwd", type=Path)
-            sub.add_argument("argv", nargs=argparse.REMAINDER)
+            sub.add_argument("--env-file", type=Path)
+            sub.add_argument("--wait-tcp", type=_host_port)
+            sub.add_argument("--wait-timeout", type=float, default=30.0)
         if command == "stop":
             sub.add_argument("--timeout", type=float, default=10.0)
         if command == "logs":
             sub.add_argument("--lines", type=int, default=50)
+    run = commands.add_parser("exec")
+    run.add_argument("--env-file", type=Path)
     wait = commands.add_parser("wait-tcp")
     wait.add_argument("address", type=_host_port)
     wait.add_argument("--timeout", type=float, default=30.0)
@@ -230,14 +261,33 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    args = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first "--" is the command to run, never options of ours.
+    command = words[words.index("--") + 1 :] if "--" in words else []
+    options = words[: words.index("--")] if "--" in words else words
+    args = _parser().parse_args(options)
     try:
-        if args.command == "start":
-            command = list(args.argv)
-            if command[:1] == ["--"]:
-                command = command[1:]
-            record = start(args.name, command, state=args.state, cwd=args.cwd)
+        if args.command in ("start", "exec"):
+            env = dict(os.environ)
+            if args.env_file is not None:
+                env = read_env_file(args.env_file, env)
+            if args.command == "exec":
+                if not command:
+                    raise SuperviseError("exec: empty command")
+                return subprocess.run(command, env=env, check=False).returncode
+            record = start(args.name, command, state=args.state, cwd=args.cwd, env=env)
             print(f"{args.name} running as pid {record.pid}")
+            if args.wait_tcp is not None:
+                host, port = args.wait_tcp
+                try:
+                    wait_tcp(host, port, timeout=args.wait_timeout)
+                except SuperviseError as exc:
+                    stop(args.name, state=args.state)
+                    log = log_file(args.state, args.name)
+                    raise SuperviseError(
+                        f"{args.name}: {exc}; end of {log}:\n{_tail(log, 20)}"
+                    ) from exc
+                print(f"{args.name} accepting connections on {host}:{port}")
         elif args.command == "stop":
             stopped = stop(args.name, state=args.state, timeout=args.timeout)
             print(f"{args.name} {'stopped' if stopped else 'was not running'}")

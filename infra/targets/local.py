@@ -1,0 +1,249 @@
+"""The local deploy target: the stack's topology on this machine, behind a real TLS edge.
+
+``make up`` deploys the ``dev`` stack here through the same component and the same kind of
+steps as the Fly target. The plan, in order:
+
+1. ``fly-toml``: write the rendered fly.toml to ``build/<stack>/fly.toml`` (shared step);
+2. ``tls``: a development CA and the edge certificate (``infra.local.certs``; kept across runs);
+3. ``dev-secrets``: a generated ``TOKEN_SIGNING_KEY`` in ``build/local/secrets.env`` (0600),
+   used only when the stack sets no ``tokenSigningKey`` secret of its own;
+4. ``redis``: ``redis-server`` on 127.0.0.1:16379 with persistence off (the shared broker the two
+   instances need, as on Fly with ``--ha``);
+5. ``app-1`` / ``app-2``: two ``python -m realtime`` processes with their own ports;
+6. ``edge-config``: the haproxy configuration rendered FROM the materialised fly.toml's services
+   (``infra.local.haproxy``) and checked with ``haproxy -c``;
+7. ``edge``: haproxy on the unprivileged stand-ins of the public ports (80 -> 18080,
+   443 -> 18443, 8081 -> 18081, see ``infra.local.edge``);
+8. ``smoke``: ``infra.smoke`` against ``wss://localhost:18081/`` trusting the development CA.
+
+Long-running processes are detached by ``infra.local.supervise`` (pid and log files in
+``build/local/``); each such step's ``delete`` stops its process, so ``pulumi destroy`` (``make
+down``) takes everything down. Process steps are triggered by the digests of what they run, so
+a change of the backend tree or of fly.toml restarts exactly the processes concerned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from infra.local.edge import Instance, edge_port
+from infra.local.haproxy import instance_spec
+from infra.plan import Plan, PlanContext, Step, materialise_step, text_digest
+from infra.stack import StackSettings
+
+__all__ = [
+    "INSTANCE_COUNT",
+    "REDIS_PORT",
+    "STATE_DIR",
+    "instance_ports",
+    "local_instances",
+    "local_plan",
+    "local_urls",
+]
+
+STATE_DIR: Final = "build/local"
+"""Pid files, logs, certificates, the haproxy config and the dev secrets file."""
+REDIS_PORT: Final = 16379
+INSTANCE_COUNT: Final = 2
+EDGE_HOST: Final = "localhost"
+_TLS_DIR: Final = f"{STATE_DIR}/tls"
+_SECRETS_FILE: Final = f"{STATE_DIR}/secrets.env"
+_HAPROXY_CFG: Final = f"{STATE_DIR}/haproxy.cfg"
+
+
+def instance_ports(index: int, internal_port: int) -> int:
+    """Where instance ``index`` (1-based) listens for a service's internal port:
+    ``20000 + 1000 * index + internal_port % 1000`` (app-1: 21080, 21081; app-2: 22080...)."""
+    return 20000 + 1000 * index + internal_port % 1000
+
+
+def local_instances(settings: StackSettings) -> tuple[Instance, ...]:
+    """The backend instances, each with a local port for the HTTP and WebSocket services."""
+    config = settings.fly
+    internal = [config.websocket.internal_port]
+    if config.http_service is not None:
+        internal.append(config.http_service.internal_port)
+    return tuple(
+        Instance(
+            name=f"app-{index}",
+            ports={port: instance_ports(index, port) for port in sorted(internal)},
+        )
+        for index in range(1, INSTANCE_COUNT + 1)
+    )
+
+
+def local_urls(settings: StackSettings) -> tuple[str, str]:
+    """The edge's HTTPS and WSS URLs (the HTTPS one is the WebSocket port's when there is no
+    ``[http_service]``)."""
+    wss_port = edge_port(settings.fly.websocket.public_port)
+    https_port = edge_port(443) if settings.fly.http_service is not None else wss_port
+    return f"https://{EDGE_HOST}:{https_port}/", f"wss://{EDGE_HOST}:{wss_port}/"
+
+
+def _supervise(context: PlanContext, *args: str) -> tuple[str, ...]:
+    return (context.python, "-m", "infra.local.supervise", *args)
+
+
+def _stop(context: PlanContext, name: str) -> tuple[str, ...]:
+    return _supervise(context, "stop", name, "--state", STATE_DIR)
+
+
+def _backend_environment(
+    settings: StackSettings, instance: Instance, wss_url: str
+) -> Mapping[str, str]:
+    config = settings.fly
+    env = dict(config.env)
+    env.update(
+        HOST="127.0.0.1",
+        WS_PORT=str(instance.ports[config.websocket.internal_port]),
+        REDIS_URL=f"redis://127.0.0.1:{REDIS_PORT}/0",
+        DEV_TOKENS="1",
+        PUBLIC_WS_URL=wss_url,
+        LOG_FORMAT="text",
+    )
+    if config.http_service is not None:
+        env["HTTP_PORT"] = str(instance.ports[config.http_service.internal_port])
+    return env
+
+
+def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) -> Plan:
+    """The ordered steps that run one stack on this machine."""
+    https_url, wss_url = local_urls(settings)
+    instances = local_instances(settings)
+    stack_key = "tokenSigningKey" in settings.secrets_set
+    secret_environment = ("TOKEN_SIGNING_KEY",) if stack_key else ()
+    fly_toml_path = f"{context.build_dir}/fly.toml"
+    config_digest = text_digest(fly_toml)
+
+    steps: list[Step] = [
+        materialise_step(context, fly_toml, ship_backend=False),
+        Step(
+            name="tls",
+            create=(context.python, "-m", "infra.local.certs", "--out", _TLS_DIR),
+        ),
+        Step(
+            name="dev-secrets",
+            create=(context.python, "-m", "infra.local.devsecrets", "--out", _SECRETS_FILE),
+            logging="stderr",
+        ),
+        Step(
+            name="redis",
+            create=_supervise(
+                context,
+                "start",
+                "redis",
+                "--state",
+                STATE_DIR,
+                "--wait-tcp",
+                f"127.0.0.1:{REDIS_PORT}",
+                "--",
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(REDIS_PORT),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ),
+            delete=_stop(context, "redis"),
+        ),
+    ]
+    for instance in instances:
+        health_port = instance.ports[
+            settings.fly.http_service.internal_port
+            if settings.fly.http_service is not None
+            else settings.fly.websocket.internal_port
+        ]
+        steps.append(
+            Step(
+                name=instance.name,
+                create=_supervise(
+                    context,
+                    "start",
+                    instance.name,
+                    "--state",
+                    STATE_DIR,
+                    "--cwd",
+                    context.backend_dir,
+                    "--env-file",
+                    _SECRETS_FILE,
+                    "--wait-tcp",
+                    f"127.0.0.1:{health_port}",
+                    "--",
+                    context.python,
+                    "-m",
+                    "realtime",
+                ),
+                delete=_stop(context, instance.name),
+                environment=_backend_environment(settings, instance, wss_url),
+                secret_environment=secret_environment,
+                triggers=(context.backend_digest, config_digest),
+                depends_on=("fly-toml", "dev-secrets", "redis"),
+            )
+        )
+    edge_check_port = edge_port(settings.fly.websocket.public_port)
+    steps += [
+        Step(
+            name="edge-config",
+            create=(
+                context.python,
+                "-m",
+                "infra.local.haproxy",
+                "--fly-toml",
+                fly_toml_path,
+                "--out",
+                _HAPROXY_CFG,
+                "--certificate",
+                f"{_TLS_DIR}/edge.pem",
+                *(arg for i in instances for arg in ("--instance", instance_spec(i))),
+            ),
+            triggers=(config_digest,),
+            depends_on=("fly-toml", "tls"),
+        ),
+        Step(
+            name="edge",
+            create=_supervise(
+                context,
+                "start",
+                "edge",
+                "--state",
+                STATE_DIR,
+                "--wait-tcp",
+                f"127.0.0.1:{edge_check_port}",
+                "--",
+                "haproxy",
+                "-db",
+                "-f",
+                _HAPROXY_CFG,
+            ),
+            delete=_stop(context, "edge"),
+            triggers=(config_digest,),
+            depends_on=("edge-config", *(i.name for i in instances)),
+        ),
+        Step(
+            name="smoke",
+            create=_supervise(
+                context,
+                "exec",
+                "--env-file",
+                _SECRETS_FILE,
+                "--",
+                context.python,
+                "-m",
+                "infra.smoke",
+                "--wss-url",
+                wss_url,
+                "--https-url",
+                https_url,
+                "--ca-file",
+                f"{_TLS_DIR}/ca.pem",
+            ),
+            secret_environment=secret_environment,
+            triggers=(context.backend_digest, config_digest),
+            depends_on=("edge",),
+        ),
+    ]
+    return Plan(steps=tuple(steps), https_url=https_url, wss_url=wss_url)

@@ -1,0 +1,162 @@
+"""infra.targets.local plans the dev stack on this machine: redis, two backends, a TLS edge"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.local.edge import Instance
+from infra.local.haproxy import instance_spec, parse_instance
+from infra.plan import Plan, PlanContext
+from infra.render import render_fly_toml
+from infra.stack import StackSettings, load_stack_file
+from infra.targets.local import REDIS_PORT, instance_ports, local_instances, local_plan
+
+REPO = Path(__file__).resolve().parents[2]
+CONTEXT = PlanContext(
+    python=".venv/bin/python",
+    backend_dir="backend",
+    build_dir="build/dev",
+    backend_digest="sha256:backend",
+)
+
+
+@pytest.fixture(scope="module")
+def settings() -> StackSettings:
+    return load_stack_file(REPO / "Pulumi.dev.yaml", require_secrets=False)
+
+
+@pytest.fixture(scope="module")
+def plan(settings: StackSettings) -> Plan:
+    return local_plan(settings, fly_toml=render_fly_toml(settings.fly), context=CONTEXT)
+
+
+def _step(plan: Plan, name: str):  # type: ignore[no-untyped-def]
+    return next(step for step in plan.steps if step.name == name)
+
+
+def test_steps_run_in_dependency_order(plan: Plan) -> None:
+    """fly.toml first, the edge after both backends, the smoke check last."""
+    names = [step.name for step in plan.steps]
+    assert names[0] == "fly-toml"
+    assert names[-1] == "smoke"
+    assert names.index("edge") > max(names.index("app-1"), names.index("app-2"))
+    assert set(_step(plan, "edge").depends_on) >= {"edge-config", "app-1", "app-2"}
+
+
+def test_outputs_are_the_edge_urls(plan: Plan) -> None:
+    """The stack answers on the edge's stand-ins of 443 and 8081."""
+    assert plan.https_url == "https://localhost:18443/"
+    assert plan.wss_url == "wss://localhost:18081/"
+
+
+def test_each_long_running_process_is_stopped_on_delete(plan: Plan) -> None:
+    """redis, both backends and the edge are started detached and stopped by delete."""
+    for name in ("redis", "app-1", "app-2", "edge"):
+        step = _step(plan, name)
+        assert step.create[1:5] == ("-m", "infra.local.supervise", "start", name)
+        assert step.delete is not None
+        assert step.delete[1:5] == ("-m", "infra.local.supervise", "stop", name)
+
+
+def test_redis_runs_without_persistence_on_its_port(plan: Plan) -> None:
+    """redis-server binds loopback with RDB and AOF off."""
+    argv = _step(plan, "redis").create
+    server = argv[argv.index("redis-server") :]
+    assert server == (
+        "redis-server",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(REDIS_PORT),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    )
+
+
+def test_backends_get_distinct_ports_and_the_shared_broker(plan: Plan) -> None:
+    """Two instances with their own ports, the same redis and the edge's wss URL."""
+    one, two = (_step(plan, name).environment for name in ("app-1", "app-2"))
+    assert (one["WS_PORT"], one["HTTP_PORT"]) == ("21081", "21080")
+    assert (two["WS_PORT"], two["HTTP_PORT"]) == ("22081", "22080")
+    for env in (one, two):
+        assert env["REDIS_URL"] == f"redis://127.0.0.1:{REDIS_PORT}/0"
+        assert env["DEV_TOKENS"] == "1"
+        assert env["PUBLIC_WS_URL"] == "wss://localhost:18081/"
+        assert env["HOST"] == "127.0.0.1"
+
+
+def test_no_secret_value_enters_the_plan(plan: Plan) -> None:
+    """The dev signing key comes from a generated file, never from argv or the environment."""
+    for step in plan.steps:
+        assert "TOKEN_SIGNING_KEY" not in step.environment
+        assert not any("TOKEN_SIGNING_KEY=" in arg for arg in step.create)
+    backend = _step(plan, "app-1").create
+    assert backend[backend.index("--env-file") + 1] == "build/local/secrets.env"
+
+
+def test_a_stack_signing_key_is_passed_as_a_secret(settings: StackSettings) -> None:
+    """With tokenSigningKey set on the stack, backends and smoke get it as a secret env var."""
+    with_key = StackSettings(
+        stack=settings.stack,
+        target=settings.target,
+        org=settings.org,
+        flyctl=settings.flyctl,
+        machines=settings.machines,
+        secrets_set=frozenset({"tokenSigningKey"}),
+        fly=settings.fly,
+    )
+    plan = local_plan(with_key, fly_toml=render_fly_toml(with_key.fly), context=CONTEXT)
+    for name in ("app-1", "app-2", "smoke"):
+        assert _step(plan, name).secret_environment == ("TOKEN_SIGNING_KEY",)
+
+
+def test_backend_or_config_change_restarts_backends_and_edge_follows_config(
+    settings: StackSettings, plan: Plan
+) -> None:
+    """A backend digest change replaces the backends and not the edge; a fly.toml change both."""
+    other_backend = PlanContext(
+        python=CONTEXT.python,
+        backend_dir=CONTEXT.backend_dir,
+        build_dir=CONTEXT.build_dir,
+        backend_digest="sha256:changed",
+    )
+    fly_toml = render_fly_toml(settings.fly)
+    changed = local_plan(settings, fly_toml=fly_toml, context=other_backend)
+    assert _step(changed, "app-1").triggers != _step(plan, "app-1").triggers
+    assert _step(changed, "edge").triggers == _step(plan, "edge").triggers
+    edited = local_plan(settings, fly_toml=fly_toml + "\n# edited\n", context=CONTEXT)
+    assert _step(edited, "edge").triggers != _step(plan, "edge").triggers
+    assert _step(edited, "app-2").triggers != _step(plan, "app-2").triggers
+
+
+def test_edge_config_is_rendered_from_the_materialised_fly_toml(plan: Plan) -> None:
+    """The edge reads build/<stack>/fly.toml and knows both instances' ports."""
+    argv = _step(plan, "edge-config").create
+    assert argv[argv.index("--fly-toml") + 1] == "build/dev/fly.toml"
+    specs = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--instance"]
+    assert specs == ["app-1:8080=21080,8081=21081", "app-2:8080=22080,8081=22081"]
+
+
+def test_instances_cover_every_internal_port(settings: StackSettings) -> None:
+    """Each instance listens on a local port for the HTTP and the WebSocket service."""
+    for index, instance in enumerate(local_instances(settings), start=1):
+        assert instance.ports == {8080: instance_ports(index, 8080), 8081: instance_ports(index, 8081)}
+
+
+def test_instance_spec_round_trips() -> None:
+    """--instance text parses back to the same instance."""
+    instance = Instance(name="app-1", ports={8080: 21080, 8081: 21081})
+    assert parse_instance(instance_spec(instance)) == instance
+
+
+@pytest.mark.parametrize("text", ["app-1", "app-1:", "app-1:8080", ":8080=1", "a:x=1"])
+def test_bad_instance_specs_are_refused(text: str) -> None:
+    """A malformed --instance names the text."""
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError, match="expected NAME:INTERNAL=LOCAL"):
+        parse_instance(text)
