@@ -144,7 +144,10 @@ def test_edge_config_is_rendered_from_the_materialised_fly_toml(plan: Plan) -> N
 def test_instances_cover_every_internal_port(settings: StackSettings) -> None:
     """Each instance listens on a local port for the HTTP and the WebSocket service."""
     for index, instance in enumerate(local_instances(settings), start=1):
-        assert instance.ports == {8080: instance_ports(index, 8080), 8081: instance_ports(index, 8081)}
+        assert instance.ports == {
+            8080: instance_ports(index, 8080),
+            8081: instance_ports(index, 8081),
+        }
 
 
 def test_instance_spec_round_trips() -> None:
