@@ -83,7 +83,7 @@ class FlyApp(pulumi.ComponentResource):
     ) -> None:
         super().__init__("realtime-fly:index:FlyApp", name, {}, opts)
         settings = args.settings
-        fly_toml = render_fly_toml(settings.fly)
+        fly_toml = render_fly_toml(settings.fly, stack=settings.stack)
         plan = args.plan_builder(settings, fly_toml, args.context)
         missing = {
             name

@@ -90,7 +90,7 @@ def test_fly_toml_is_an_input_of_the_first_step(fly_run: tuple[str, ProgramRun])
     stack, run = fly_run
     settings = load_stack_file(ROOT / f"Pulumi.{stack}.yaml", require_secrets=False)
     stdin = run.command("fly-toml").inputs["stdin"]
-    assert stdin == render_fly_toml(settings.fly)
+    assert stdin == render_fly_toml(settings.fly, stack=stack)
     assert 'protocol = "tcp"' in stdin
     assert 'handlers = ["tls"]' in stdin
 
