@@ -1,0 +1,218 @@
+"""The Redis broker against a real redis-server: the shared contract and Redis specifics."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from realtime.broker import Broker, BrokerError, OnEvent, create_broker
+from realtime.broker.redis import RedisBroker, RedisOptions
+from realtime.ids import ClientMessageId, ConnId, Epoch
+from realtime.protocol import encode_message
+from realtime.settings import Settings
+from redis.asyncio import Redis
+
+from tests.backend.broker_contract import (
+    ALICE,
+    BOB,
+    ROOM,
+    BrokerContract,
+    BrokerFactory,
+    Inbox,
+    wait_for,
+)
+from tests.backend.redis_server import RedisServer, running_redis
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    with running_redis() as server:
+        yield server
+
+
+@pytest.fixture
+def options(redis_server: RedisServer) -> RedisOptions:
+    return RedisOptions(
+        url=redis_server.url, history_size=500, presence_ttl=1.0, presence_heartbeat=0.2
+    )
+
+
+@pytest.fixture
+async def broker_factory(options: RedisOptions) -> AsyncIterator[BrokerFactory]:
+    async with Redis.from_url(options.url) as admin:
+        await admin.flushall()
+    made: list[Broker] = []
+
+    async def factory(on_event: OnEvent) -> Broker:
+        broker = RedisBroker(on_event, options)
+        made.append(broker)
+        await broker.start()
+        return broker
+
+    yield factory
+    for broker in made:
+        await broker.close()
+
+
+class TestRedisBroker(BrokerContract):
+    shared = True
+
+
+def test_factory_selects_redis_broker_with_redis_url(redis_server: RedisServer) -> None:
+    """With REDIS_URL set the factory builds the Redis broker."""
+    settings = Settings(dev_tokens=True, redis_url=redis_server.url)
+    assert isinstance(create_broker(settings, Inbox()), RedisBroker)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PRESENCE_TTL": "0"}, "PRESENCE_TTL must be a positive number, got '0'"),
+        ({"HISTORY_TTL": "1.5"}, "HISTORY_TTL must be a positive integer, got '1.5'"),
+        (
+            {"PRESENCE_TTL": "4", "PRESENCE_HEARTBEAT": "3"},
+            "PRESENCE_HEARTBEAT must be at most half of PRESENCE_TTL, got 3 and 4",
+        ),
+    ],
+)
+def test_options_name_the_bad_variable(env: dict[str, str], message: str) -> None:
+    """A bad broker variable is refused with its name and value."""
+    settings = Settings(dev_tokens=True, redis_url="redis://127.0.0.1:1")
+    with pytest.raises(BrokerError) as info:
+        RedisOptions.from_env(settings, env)
+    assert str(info.value) == message
+
+
+def test_options_defaults_are_production_defaults() -> None:
+    """Without variables: 20 s presence TTL, 5 s heartbeat, one day of history."""
+    options = RedisOptions.from_env(Settings(redis_url="redis://x"), {})
+    assert (options.presence_ttl, options.presence_heartbeat) == (20.0, 5.0)
+    assert (options.history_ttl, options.idempotency_ttl) == (86_400, 600)
+
+
+async def test_frame_built_by_script_equals_encode_message(
+    broker_factory: BrokerFactory,
+) -> None:
+    """The script fills offset and epoch into exactly what encode_message would produce."""
+    broker = await broker_factory(Inbox())
+    body = 'quotes " and \\ and "offset":0,"epoch":"" and ünïcode'
+    appended = await broker.append(ROOM, ALICE, ClientMessageId("m1"), body)
+    frame = json.loads(appended.frame)
+    assert frame["body"] == body
+    expected = encode_message(
+        ROOM,
+        offset=1,
+        epoch=appended.epoch,
+        user=ALICE,
+        client_id=ClientMessageId("m1"),
+        body=body,
+        ts=frame["ts"],
+    )
+    assert appended.frame == expected
+
+
+async def test_history_is_bounded_and_expires(options: RedisOptions) -> None:
+    """The room's stream is trimmed to history_size and every room key has a TTL."""
+    async with Redis.from_url(options.url, decode_responses=True) as admin:
+        await admin.flushall()
+        broker = RedisBroker(Inbox(), dataclasses.replace(options, history_size=3))
+        await broker.start()
+        try:
+            for i in range(5):
+                await broker.append(ROOM, ALICE, ClientMessageId(f"m{i}"), "x")
+            await broker.presence_join(ROOM, ALICE, ConnId("c1"))
+            log = "rt:{lobby}:log"
+            assert await admin.xlen(log) == 3
+            keys = await admin.keys("rt:{lobby}:*")
+            assert keys
+            ttls = {key: await admin.ttl(key) for key in keys}
+            assert all(ttl > 0 for ttl in ttls.values()), ttls
+        finally:
+            await broker.close()
+
+
+async def test_expired_presence_is_reaped_with_one_leave(
+    broker_factory: BrokerFactory,
+) -> None:
+    """A crashed instance's entries expire; exactly one leave per user reaches the others."""
+    inbox = Inbox()
+    survivor = await broker_factory(inbox)
+    await survivor.subscribe(ROOM)
+    crashed = await broker_factory(Inbox())
+    assert await crashed.presence_join(ROOM, ALICE, ConnId("c1"))
+    assert not await crashed.presence_join(ROOM, ALICE, ConnId("c2"))
+    assert await crashed.presence_join(ROOM, BOB, ConnId("c3"))
+    assert not await survivor.presence_join(ROOM, BOB, ConnId("c4"))
+    # simulate the crash: stop refreshing without leaving
+    assert isinstance(crashed, RedisBroker)
+    crashed._owned.clear()
+    await wait_for(lambda: len(inbox.events) >= 1, timeout=5.0)
+    await asyncio.sleep(0.5)
+    leaves = [json.loads(frame) for _, frame in inbox.events]
+    assert leaves == [
+        {
+            "type": "presence",
+            "room": ROOM,
+            "event": "leave",
+            "user": {"id": "u-alice", "name": "alice"},
+        }
+    ]
+    assert await survivor.presence_snapshot(ROOM) == [BOB]
+
+
+async def test_redis_restart_recovers_and_refuses_meanwhile(
+    options: RedisOptions, redis_server: RedisServer
+) -> None:
+    """While Redis is down appends raise and ready is false; afterwards a new epoch starts,
+    presence is re-added and deliveries resume."""
+    inbox = Inbox()
+    async with Redis.from_url(options.url) as admin:
+        await admin.flushall()
+    broker = RedisBroker(inbox, options)
+    await broker.start()
+    try:
+        await broker.subscribe(ROOM)
+        await broker.presence_join(ROOM, ALICE, ConnId("c1"))
+        before = await broker.append(ROOM, ALICE, ClientMessageId("m1"), "before")
+        redis_server.stop(kill=True)
+        await wait_for(lambda: not broker.ready)
+        with pytest.raises(BrokerError, match="redis"):
+            await broker.append(ROOM, ALICE, ClientMessageId("m2"), "during")
+        redis_server.start()
+        await wait_for(lambda: broker.ready, timeout=10.0)
+        after = await broker.append(ROOM, ALICE, ClientMessageId("m3"), "after")
+        assert after.epoch != before.epoch
+        assert after.offset == 1
+        await wait_for(lambda: after.frame in [frame for _, frame in inbox.events])
+        assert await broker.presence_snapshot(ROOM) == [ALICE]
+        recovery = await broker.history(ROOM, before.offset, before.epoch)
+        assert (recovery.recovered, recovery.frames) == (False, [after.frame])
+    finally:
+        await broker.close()
+
+
+async def test_join_handover_has_no_gap_or_duplicate(broker_factory: BrokerFactory) -> None:
+    """history() returns when the reader delivered exactly up to the offset it reports."""
+    inbox = Inbox()
+    reader = await broker_factory(inbox)
+    writer = await broker_factory(Inbox())
+    await reader.subscribe(ROOM)
+    epoch, _ = await reader.last(ROOM)
+
+    async def send() -> None:
+        for i in range(200):
+            await writer.append(ROOM, BOB, ClientMessageId(f"m{i}"), "x")
+
+    sending = asyncio.create_task(send())
+    for _ in range(20):
+        recovery = await reader.history(ROOM, 0, Epoch(epoch))
+        delivered = [json.loads(frame)["offset"] for _, frame in inbox.events]
+        # everything delivered so far is exactly what the history read reported
+        assert delivered == list(range(1, recovery.offset + 1))
+        await asyncio.sleep(0.005)
+    await sending
