@@ -40,5 +40,10 @@ test: lint typecheck pytest
 render: venv
 	$(PY) -m infra render --stack $(STACK)
 
+# The incident's two configurations: the broken one must fail lint (exit 1), the fix must pass.
+lint-seed: venv
+	@$(PY) -m infra lint tests/infra/data/seed_before.toml; test $$? -eq 1
+	$(PY) -m infra lint tests/infra/data/seed_after.toml
+
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache
