@@ -253,6 +253,7 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--lines", type=int, default=50)
     run = commands.add_parser("exec")
     run.add_argument("--env-file", type=Path)
+    run.add_argument("--state", type=Path, default=DEFAULT_STATE_DIR, help="accepted, unused")
     wait = commands.add_parser("wait-tcp")
     wait.add_argument("address", type=_host_port)
     wait.add_argument("--timeout", type=float, default=30.0)

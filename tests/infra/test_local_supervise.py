@@ -142,3 +142,75 @@ def test_wait_tcp_returns_once_listening() -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         supervise.wait_tcp("127.0.0.1", sock.getsockname()[1], timeout=5)
+
+
+def test_env_file_fills_only_names_the_environment_lacks(tmp_path: Path) -> None:
+    """--env-file values reach the process, but a variable already set wins."""
+    env_file = tmp_path / "secrets.env"
+    env_file.write_text("# dev\nFROM_FILE=file-value\nALREADY=file-loses\n")
+    merged = supervise.read_env_file(env_file, {"ALREADY": "env-wins"})
+    assert merged == {"ALREADY": "env-wins", "FROM_FILE": "file-value"}
+
+
+def test_env_file_rejects_a_line_without_a_name(tmp_path: Path) -> None:
+    """A malformed line is reported by file and line number, without its content."""
+    env_file = tmp_path / "bad.env"
+    env_file.write_text("GOOD=1\nnot a secret line\n")
+    with pytest.raises(supervise.SuperviseError, match=r"bad.env line 2: expected NAME=VALUE"):
+        supervise.read_env_file(env_file, {})
+
+
+def test_exec_runs_in_the_foreground_with_the_env_file(tmp_path: Path) -> None:
+    """`exec` returns the command's status and passes the file's variables."""
+    env_file = tmp_path / "secrets.env"
+    env_file.write_text("SMOKE_VALUE=42\n")
+    code = "import os, sys; sys.exit(int(os.environ['SMOKE_VALUE']))"
+    result = _cli(
+        "exec", "--env-file", str(env_file), "--", sys.executable, "-c", code, state=tmp_path
+    )
+    assert result.returncode == 42
+
+
+def test_start_with_wait_tcp_returns_once_listening(tmp_path: Path) -> None:
+    """--wait-tcp makes `start` return only when the process accepts connections."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = (
+        f"import socket, time; s = socket.create_server(('127.0.0.1', {port})); time.sleep(120)"
+    )
+    result = _cli(
+        "start",
+        "listener",
+        "--wait-tcp",
+        f"127.0.0.1:{port}",
+        "--",
+        sys.executable,
+        "-c",
+        server,
+        state=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"accepting connections on 127.0.0.1:{port}" in result.stdout
+    assert supervise.stop("listener", state=tmp_path) is True
+
+
+def test_start_with_wait_tcp_stops_a_process_that_never_listens(tmp_path: Path) -> None:
+    """A process that does not open its port in time is stopped and the failure reported."""
+    result = _cli(
+        "start",
+        "deaf",
+        "--wait-tcp",
+        "127.0.0.1:1",
+        "--wait-timeout",
+        "0.5",
+        "--",
+        "sleep",
+        "120",
+        state=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "deaf: 127.0.0.1:1 did not accept a connection" in result.stderr
+    assert supervise.running("deaf", state=tmp_path) is None
