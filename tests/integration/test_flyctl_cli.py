@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.local.engine import toolchain_bin
 from infra.targets.fly import (
     apps_create_argv,
     deploy_argv,
@@ -48,13 +49,7 @@ USAGE_ERRORS = (
 @pytest.fixture(scope="module")
 def flyctl() -> str:
     """The flyctl binary: the toolchain's, else one on PATH; skip when the proxy refused it."""
-    status = subprocess.run(
-        ["bash", str(REPO / "scripts" / "toolchain.sh"), "status"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    bin_dir = Path(status.stdout.strip().splitlines()[-1])
+    bin_dir = toolchain_bin(build=False)
     if (bin_dir / "flyctl").exists():
         return str(bin_dir / "flyctl")
     found = shutil.which("flyctl")

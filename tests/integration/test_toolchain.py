@@ -17,26 +17,19 @@ from pathlib import Path
 
 import pytest
 
+from infra.local.engine import toolchain_bin
+
 pytestmark = [pytest.mark.integration, pytest.mark.engine]
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "toolchain.sh"
 VENV = Path(sys.prefix)
 PASSPHRASE = "toolchain-test-only"
-
-
-def _bin_dir() -> Path:
-    """The cached bin dir for the current versions, without building anything."""
-    result = subprocess.run(
-        ["bash", str(SCRIPT), "status"], capture_output=True, text=True, check=True
-    )
-    return Path(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
 def bin_dir() -> Path:
     """The toolchain's bin dir; fails when the engine has not been built."""
-    path = _bin_dir()
+    path = toolchain_bin(build=False)
     if not (path / "pulumi").exists() and shutil.which("pulumi") is None:
         pytest.fail(f"no pulumi engine in {path}: run `scripts/toolchain.sh ensure` first")
     return path
