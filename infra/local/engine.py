@@ -11,7 +11,9 @@ project root, a file state backend in ``.pulumi-state/`` and ``PULUMI_HOME`` in
 
 ``PULUMI_CONFIG_PASSPHRASE`` is taken from the environment; when unset, the ``dev`` stack (which
 stores no secret: the local target generates its own) uses a fixed development passphrase, and
-any other stack is refused.
+any other stack is refused. ``REALTIME_FLY_COMMAND`` is set to ``dynamic`` when no
+``pulumi-resource-command`` plugin is on the engine's PATH (the case on this machine), telling
+the component to create :class:`infra.local.command.LocalCommand` resources instead.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import runpy
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -26,9 +29,18 @@ from pathlib import Path
 
 from pulumi import automation as auto
 
-__all__ = ["DEV_PASSPHRASE", "EngineError", "engine_environment", "main", "toolchain_bin"]
+__all__ = [
+    "COMMAND_IMPLEMENTATION_VARIABLE",
+    "DEV_PASSPHRASE",
+    "EngineError",
+    "engine_environment",
+    "main",
+    "toolchain_bin",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
+COMMAND_IMPLEMENTATION_VARIABLE = "REALTIME_FLY_COMMAND"
+"""``plugin`` (pulumi_command.local.Command) or ``dynamic`` (LocalCommand), set by this runner."""
 DEV_PASSPHRASE = "realtime-fly-local-dev-stack"  # noqa: S105  (protects no secret, see module doc)
 
 
@@ -72,6 +84,9 @@ def engine_environment(stack: str, bin_dir: Path, base: dict[str, str]) -> dict[
     }
     if passphrase is not None:
         env["PULUMI_CONFIG_PASSPHRASE"] = passphrase
+    # Tells the component to use infra.local.command.LocalCommand: the plugin is not there.
+    plugin = shutil.which("pulumi-resource-command", path=env["PATH"])
+    env[COMMAND_IMPLEMENTATION_VARIABLE] = "plugin" if plugin else "dynamic"
     return env
 
 
@@ -87,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stack", default="dev")
     args = parser.parse_args(argv)
     try:
-        env = engine_environment(args.stack, toolchain_bin(), dict(os.environ))
+        bin_dir = toolchain_bin()
+        env = engine_environment(args.stack, bin_dir, dict(os.environ))
     except EngineError as exc:
         print(f"engine: {exc}", file=sys.stderr)
         return 1
@@ -98,7 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         program=_program,
         env_vars=env,
         pulumi_home=env["PULUMI_HOME"],
-        pulumi_command=auto.PulumiCommand(root=str(Path(env["PATH"].split(os.pathsep)[0]).parent)),
+        # The toolchain's engine, or the user's own pulumi on PATH when the script deferred to it.
+        pulumi_command=auto.PulumiCommand(root=str(bin_dir.parent))
+        if (bin_dir / "pulumi").exists()
+        else auto.PulumiCommand(),
     )
     stack = auto.Stack.create_or_select(args.stack, workspace)
     try:

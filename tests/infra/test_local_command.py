@@ -95,6 +95,15 @@ def test_dev_stack_gets_the_development_passphrase(tmp_path: Path) -> None:
     assert env["PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION"] == "true"
 
 
+def test_command_implementation_follows_the_plugin_on_path(tmp_path: Path) -> None:
+    """Without pulumi-resource-command on PATH the component is told to use LocalCommand."""
+    assert engine_environment("dev", tmp_path, {"PATH": ""})["REALTIME_FLY_COMMAND"] == "dynamic"
+    plugin = tmp_path / "pulumi-resource-command"
+    plugin.write_text("#!/bin/sh\n")
+    plugin.chmod(0o755)
+    assert engine_environment("dev", tmp_path, {"PATH": ""})["REALTIME_FLY_COMMAND"] == "plugin"
+
+
 def test_other_stacks_need_a_passphrase(tmp_path: Path) -> None:
     """A non-dev stack without a passphrase is refused, naming the stack."""
     with pytest.raises(EngineError, match="stack 'staging': set PULUMI_CONFIG_PASSPHRASE"):
