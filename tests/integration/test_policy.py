@@ -144,63 +144,45 @@ def test_allowed_handlers(handlers: str) -> None:
     assert guards.websocket_service_problems(document) == []
 
 
-@pytest.mark.parametrize(
-    ("old", "new", "expected"),
-    [
-        ('handlers = ["tls"]', 'handlers = ["tls", "http"]', "ports[0].handlers = "),
-        ('handlers = ["tls"]', 'handlers = ["http", "tls"]', "ports[0].handlers = "),
-        ('handlers = ["tls"]', "handlers = []", "ports[0].handlers = []"),
-        ('protocol = "tcp"', 'protocol = "udp"', 'protocol = "udp": must be "tcp"'),
-        ('type = "connections"', 'type = "requests"', 'concurrency.type = "requests"'),
-        ('alpn = ["http/1.1"]', 'alpn = ["h2", "http/1.1"]', 'alpn = ["h2", "http/1.1"]'),
-        ('tls_options = {alpn = ["http/1.1"]}', "", "tls_options.alpn = null"),
-    ],
-)
-def test_each_websocket_rule(old: str, new: str, expected: str) -> None:
-    """Each WebSocket rule reports exactly one problem naming the key and the value found."""
-    problems = guards.websocket_service_problems(_toml(old, new))
-    assert len(problems) == 1
-    assert problems[0].startswith("services[0].")
-    assert expected in problems[0]
+CHECKS = {
+    "websocket": guards.websocket_service_problems,
+    "durations": guards.duration_problems,
+}
+TCP_CHECK = '[[services.tcp_checks]]\ninterval = "15s"'
+RULES = [
+    (
+        "websocket",
+        '["tls"]',
+        '["tls", "http"]',
+        'services[0].ports[0].handlers = ["tls", "http"]: ',
+    ),
+    (
+        "websocket",
+        '["tls"]',
+        '["http", "tls"]',
+        'services[0].ports[0].handlers = ["http", "tls"]: ',
+    ),
+    ("websocket", '["tls"]', "[]", "services[0].ports[0].handlers = []: "),
+    ("websocket", '"tcp"', '"udp"', 'services[0].protocol = "udp": must be "tcp"'),
+    ("websocket", '"connections"', '"requests"', 'services[0].concurrency.type = "requests": '),
+    ("websocket", '["http/1.1"]', '["h2", "http/1.1"]', "services[0].ports[0].tls_options.alpn = "),
+    ("websocket", 'tls_options = {alpn = ["http/1.1"]}', "", "services[0].ports[0].tls_options."),
+    ("websocket", "= 8081\n[services", "= 9000\n[services", "services: no [[services]] entry on "),
+    ("websocket", '"8081"', '"9000"', "services: no [[services]] entry on internal port 9000 "),
+    ("websocket", "internal_port = 8080", "internal_port = 8081", "http_service.internal_port = "),
+    ("durations", '"30s"', "30", "kill_timeout = 30: durations must be strings"),
+    ("durations", '"15s"', "15000", "http_service.checks[0].interval = 15000: "),
+    ("durations", TCP_CHECK, TCP_CHECK.replace('"15s"', "15"), "services[0].tcp_checks[0]."),
+]
 
 
-def test_missing_websocket_service() -> None:
-    """A fly.toml with no service on the WebSocket port is refused."""
-    document = _toml("internal_port = 8081", "internal_port = 9000")
-    assert guards.websocket_service_problems(document) == [
-        "services: no [[services]] entry on internal port 8081 (WebSocket)"
-    ]
-
-
-def test_websocket_port_follows_ws_port_env() -> None:
-    """[env] WS_PORT names the WebSocket port: the service on that port is the one checked."""
-    document = _toml('WS_PORT = "8081"', 'WS_PORT = "9000"')
-    assert guards.websocket_service_problems(document)[0].startswith(
-        "services: no [[services]] entry on internal port 9000"
-    )
-
-
-def test_websocket_port_behind_http_service() -> None:
-    """Moving the WebSocket port into [http_service] (Fly's http handler) is refused."""
-    document = _toml("internal_port = 8080", "internal_port = 8081")
-    assert guards.websocket_service_problems(document)[0].startswith(
-        "http_service.internal_port = 8081: "
-    )
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "key"),
-    [
-        ('kill_timeout = "30s"', "kill_timeout = 30", "kill_timeout = 30"),
-        ('interval = "15s"', "interval = 15000", "http_service.checks[0].interval = 15000"),
-        ('[[services.tcp_checks]]\ninterval = "15s"', "[[services.tcp_checks]]\ninterval = 15", ""),
-    ],
-)
-def test_durations_must_be_strings(old: str, new: str, key: str) -> None:
-    """A bare-number duration at any depth is reported with its dotted key and value."""
-    problems = guards.duration_problems(_toml(old, new))
-    assert len(problems) == 1
-    assert problems[0].startswith(key or "services[0].tcp_checks[0].interval = 15: ")
+@pytest.mark.parametrize(("check", "old", "new", "expected"), RULES)
+def test_each_rule(check: str, old: str, new: str, expected: str) -> None:
+    """One edit of a good fly.toml breaks one rule: exactly one problem, naming the dotted key
+    and the value found (the WebSocket port follows [env] WS_PORT)."""
+    problems = CHECKS[check](_toml(old, new))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(expected)
 
 
 def test_stdin_that_is_not_toml() -> None:
