@@ -187,8 +187,8 @@ class _Keys:
         self.prefix = prefix
         self.presence_rooms = f"{prefix}:presence-rooms"
         self.channel_prefix = f"{prefix}:room:"
-        # each instance also subscribes its own control channel, so the subscription
-        # connection is never idle-unsubscribed and PING always answers with a pong message
+        # each instance also subscribes its own control channel: the heartbeat publishes
+        # there to check the subscription end to end
         self.control = f"{prefix}:instance:{secrets.token_hex(6)}"
 
     def channel(self, room: RoomName) -> str:
@@ -389,11 +389,11 @@ class RedisBroker(Broker):
         for room in rooms:
             if room in self._feeds:
                 await self._catch_up(room)
+        await self._refresh_presence()
         self._last_pong = time.monotonic()
         self._connected = True
         self._up.set()
         logger.info("redis connected", extra={"count": len(rooms)})
-        await self._refresh_presence()
 
     async def _drop_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
@@ -429,11 +429,12 @@ class RedisBroker(Broker):
                     del self._confirming[message["channel"]]
                 if not future.done():
                     future.set_result(None)
-        elif kind == "pong":
-            self._last_pong = time.monotonic()
         return False
 
     def _dispatch(self, channel: str, data: str) -> bool:
+        if channel == self._keys.control:
+            self._last_pong = time.monotonic()
+            return False
         room = RoomName(channel[len(self._keys.channel_prefix) :])
         feed = self._feeds.get(room)
         if feed is None:
@@ -635,8 +636,8 @@ class RedisBroker(Broker):
                 logger.warning("presence heartbeat failed: %s", type(exc).__name__)
 
     async def _check_subscription(self, period: float) -> None:
-        """Ping the subscription connection; a silent one (no pong for three periods) is
-        dropped so the reader reconnects."""
+        """Publish to this instance's control channel; a subscription that heard nothing
+        of it for three periods is dropped so the reader reconnects."""
         pubsub = self._pubsub
         if pubsub is None:
             return
@@ -644,8 +645,8 @@ class RedisBroker(Broker):
             logger.warning("redis subscription silent, reconnecting")
             await pubsub.connection.disconnect(nowait=True)
             return
-        async with self._send_lock:
-            await pubsub.ping()
+        # a round trip through Redis to our own subscription, not just a socket-level ping
+        await self._redis.publish(self._keys.control, "ping")
 
     async def _refresh_presence(self) -> None:
         """Extend this instance's entries; re-add (and announce) those Redis lost."""
