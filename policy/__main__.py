@@ -1,4 +1,6 @@
-"""realtime-fly's CrossGuard policy pack: mandatory checks on ``command:local:Command`` inputs.
+"""realtime-fly's CrossGuard policy pack: mandatory checks on the inputs of command resources.
+
+Command resources are ``command:local:Command`` (and ``LocalCommand``, see ``DYNAMIC``).
 
 - ``fly-toml-websocket-service``: the ``<app>-fly-toml`` step's ``stdin`` IS the rendered
   fly.toml; its WebSocket service must be tcp, handlers ["tls"] (or with proxy_proto), ALPN
@@ -33,7 +35,16 @@ from pulumi_policy import (
 )
 
 COMMAND: Final = "command:local:Command"
+DYNAMIC: Final = "pulumi-python:dynamic:Resource"
+"""``infra.local.command.LocalCommand``, the dynamic provider the component uses where the command
+plugin cannot be had: same inputs; it counts as a command when it has a ``create`` line."""
 COMMAND_FIELDS: Final = ("create", "update", "delete")
+
+
+def _is_command(args: ResourceValidationArgs) -> bool:
+    if args.resource_type == COMMAND:
+        return True
+    return args.resource_type == DYNAMIC and isinstance(args.props.get("create"), str)
 
 
 def _report(args: ResourceValidationArgs, report: ReportViolation, problems: list[str]) -> None:
@@ -47,7 +58,7 @@ def _fly_toml_check(
     """A validation applying ``check`` to the parsed stdin of every ``*-fly-toml`` command."""
 
     def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
-        if args.resource_type != COMMAND or not args.name.endswith("-fly-toml"):
+        if not args.name.endswith("-fly-toml") or not _is_command(args):
             return
         document, problems = parse_fly_toml(args.props.get("stdin"))
         if document is not None:
@@ -58,14 +69,14 @@ def _fly_toml_check(
 
 
 def _command_lines(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != COMMAND:
+    if not _is_command(args):
         return
     for field in COMMAND_FIELDS:
         _report(args, report, command_line_problems(field, args.props.get(field)))
 
 
 def _secrets_logging(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type == COMMAND and args.name.endswith("-secrets"):
+    if args.name.endswith("-secrets") and _is_command(args):
         _report(args, report, secrets_step_problems(args.props.get("logging")))
 
 

@@ -268,13 +268,15 @@ def analyzer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         process.wait(timeout=30)
 
 
-def _analyze(analyzer: Any, name: str, props: dict[str, Any]) -> list[Any]:
+def _analyze(
+    analyzer: Any, name: str, props: dict[str, Any], kind: str = "command:local:Command"
+) -> list[Any]:
     from pulumi.runtime.proto import analyzer_pb2
 
     request = analyzer_pb2.AnalyzeRequest(
-        type="command:local:Command",
+        type=kind,
         name=name,
-        urn=f"urn:pulumi:test::realtime-fly::command:local:Command::{name}",
+        urn=f"urn:pulumi:test::realtime-fly::{kind}::{name}",
         properties=props,
     )
     return list(analyzer.Analyze(request).diagnostics)
@@ -334,6 +336,17 @@ def test_pack_stops_secrets_on_the_command_line(analyzer: Any) -> None:
 def test_pack_ignores_other_resource_names(analyzer: Any) -> None:
     """Only *-fly-toml steps are parsed as fly.toml; other commands' stdin is not."""
     assert _analyze(analyzer, "x-deploy", {"create": "flyctl deploy", "stdin": "not toml ["}) == []
+
+
+@pytest.mark.integration
+def test_pack_checks_the_dynamic_local_command(analyzer: Any) -> None:
+    """LocalCommand (a dynamic resource with a create line) is checked like local.Command; a
+    dynamic resource without one is not a command."""
+    kind = "pulumi-python:dynamic:Resource"
+    bad = GOOD_TOML.replace('["tls"]', '["tls", "http"]')
+    (diagnostic,) = _analyze(analyzer, "x-fly-toml", {"create": "true", "stdin": bad}, kind)
+    assert diagnostic.policyName == "fly-toml-websocket-service"
+    assert _analyze(analyzer, "x-fly-toml", {"stdin": bad}, kind) == []
 
 
 # --- the real engine ----------------------------------------------------------------------------
