@@ -383,17 +383,20 @@ def _toolchain_bin() -> Path:
     return Path(status.stdout.strip().splitlines()[-1])
 
 
-def _engine_or_skip() -> Path:
-    """The bin dir holding the engine, the Python host and the command provider (or skip/fail)."""
-    bin_dir = _toolchain_bin()
+def _engine_or_skip(bin_dir: Path) -> Path:
+    """The engine (the toolchain's, else a user's on PATH); skip with the proxy's recorded
+    refusal when it, the Python host or the command provider cannot be had, fail if unbuilt."""
+    found: dict[str, Path] = {}
     for name in ("pulumi", "pulumi-language-python", "pulumi-resource-command"):
-        if (bin_dir / name).exists():
+        path = str(bin_dir / name) if (bin_dir / name).exists() else shutil.which(name)
+        if path is not None:
+            found[name] = Path(path)
             continue
         refusal = bin_dir.parent / "unavailable" / name
         if refusal.exists():
             pytest.skip(f"{name} could not be built here: {refusal.read_text().strip()[:300]}")
         pytest.fail(f"{name} missing from {bin_dir}: run `scripts/toolchain.sh ensure`")
-    return bin_dir
+    return found["pulumi"]
 
 
 def _with_virtualenv(path: Path) -> None:
@@ -435,7 +438,8 @@ class _Project:
 def project(tmp_path: Path) -> _Project:
     """The project (Pulumi.yaml, __main__.py, infra/, backend/, the staging stack) and the policy
     pack copied into ``tmp_path``, both pointed at this venv, the stack's secret set."""
-    bin_dir = _engine_or_skip()
+    bin_dir = _toolchain_bin()
+    pulumi = _engine_or_skip(bin_dir)
     directory = tmp_path / "project"
     directory.mkdir()
     for name in ("Pulumi.yaml", "__main__.py", "Pulumi.staging.yaml"):
@@ -457,7 +461,7 @@ def project(tmp_path: Path) -> _Project:
         PULUMI_SKIP_UPDATE_CHECK="true",
         PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true",
     )
-    made = _Project(directory=directory, policy=policy, pulumi=bin_dir / "pulumi", env=env)
+    made = _Project(directory=directory, policy=policy, pulumi=pulumi, env=env)
     made.run("stack", "init", "staging")
     made.run("config", "set", "--secret", "realtime-fly:tokenSigningKey", "policy-test-key")
     return made
