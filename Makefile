@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: help venv test lint typecheck pytest render lint-seed toolchain up down logs bench clean
+.PHONY: help venv test lint typecheck pytest render lint-seed toolchain up down preview pulumi logs bench clean
 
 help:
 	@echo "make test    - ruff, mypy --strict, pytest (creates .venv from nothing)"
@@ -44,6 +44,28 @@ render: venv
 lint-seed: venv
 	@$(PY) -m infra lint tests/infra/data/seed_before.toml; test $$? -eq 1
 	$(PY) -m infra lint tests/infra/data/seed_after.toml
+
+# The Pulumi engine, language host and tools, built from the Go module proxy and cached under
+# ~/.cache/realtime-fly (minutes the first time, instant afterwards).
+toolchain:
+	bash scripts/toolchain.sh ensure
+
+# The dev stack on this machine through the real engine (docs/LOCAL.md). Other stacks: STACK=...
+# with PULUMI_CONFIG_PASSPHRASE set; any pulumi command: make pulumi ARGS="preview --diff".
+up: venv
+	$(PY) -m infra.local.engine up --stack $(STACK)
+
+down: venv
+	$(PY) -m infra.local.engine destroy --stack $(STACK)
+
+preview: venv
+	$(PY) -m infra.local.engine preview --stack $(STACK)
+
+pulumi: venv
+	$(PY) -m infra.local.engine pulumi --stack $(STACK) -- $(ARGS)
+
+logs: venv
+	$(PY) -m infra.local.supervise logs
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

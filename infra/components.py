@@ -15,6 +15,7 @@ every target:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -22,6 +23,7 @@ from typing import cast
 import pulumi
 from pulumi_command import local
 
+from infra.local.command import COMMAND_IMPLEMENTATION_VARIABLE, LocalCommand
 from infra.plan import Plan, PlanContext, Step
 from infra.render import render_fly_toml
 from infra.stack import StackSettings
@@ -94,7 +96,7 @@ class FlyApp(pulumi.ComponentResource):
         if missing:
             raise ValueError(f"plan needs secrets that the stack does not set: {sorted(missing)}")
 
-        self.commands: dict[str, local.Command] = {}
+        self.commands: dict[str, pulumi.CustomResource] = {}
         for step in plan.steps:
             self.commands[step.name] = self._command(name, step, args.secrets)
 
@@ -113,7 +115,7 @@ class FlyApp(pulumi.ComponentResource):
 
     def _command(
         self, prefix: str, step: Step, secrets: Mapping[str, pulumi.Output[str]]
-    ) -> local.Command:
+    ) -> pulumi.CustomResource:
         handles_secrets = bool(step.stdin_secrets or step.secret_environment)
         environment: dict[str, pulumi.Input[str]] = dict(step.environment)
         for secret_name in step.secret_environment:
@@ -123,6 +125,28 @@ class FlyApp(pulumi.ComponentResource):
         stdin: pulumi.Input[str] | None = step.stdin
         if step.stdin_secrets:
             stdin = _secret_stdin(step.stdin_secrets, secrets)
+        logging = "none" if handles_secrets else step.logging
+        opts = pulumi.ResourceOptions(
+            parent=self,
+            depends_on=[self.commands[dep] for dep in step.depends_on],
+            retain_on_delete=step.retain_on_delete,
+            additional_secret_outputs=["stdout", "stderr"] if handles_secrets else None,
+        )
+        if os.environ.get(COMMAND_IMPLEMENTATION_VARIABLE) == "dynamic":
+            # The pulumi-resource-command plugin cannot be had here (docs/LOCAL.md): the same
+            # inputs and semantics, run by a dynamic provider inside the real engine.
+            return LocalCommand(
+                f"{prefix}-{step.name}",
+                create=step.create_line(),
+                update=step.update_line(),
+                delete=step.delete_line(),
+                dir=step.dir,
+                environment=environment or None,
+                stdin=stdin,
+                triggers=list(step.triggers) or None,
+                logging=logging,
+                opts=opts,
+            )
         return local.Command(
             f"{prefix}-{step.name}",
             create=step.create_line(),
@@ -132,12 +156,7 @@ class FlyApp(pulumi.ComponentResource):
             environment=environment or None,
             stdin=stdin,
             triggers=list(step.triggers) or None,
-            logging=_LOGGING["none" if handles_secrets else step.logging],
+            logging=_LOGGING[logging],
             add_previous_output_in_env=False,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[self.commands[dep] for dep in step.depends_on],
-                retain_on_delete=step.retain_on_delete,
-                additional_secret_outputs=["stdout", "stderr"] if handles_secrets else None,
-            ),
+            opts=opts,
         )

@@ -24,6 +24,12 @@ set -euo pipefail
 PULUMI_VERSION="${PULUMI_VERSION:-v3.274.1}"
 # The Python language host module has no tags; `latest` or a pseudo-version / commit hash.
 PULUMI_LANGUAGE_PYTHON_VERSION="${PULUMI_LANGUAGE_PYTHON_VERSION:-latest}"
+# That module is refused by the module proxy here (403). Up to v3.78 the same host lived inside
+# the sdk/v3 module, which is served: that build is the fallback. It predates RPCs the engine
+# treats as optional (GetRequiredPackages: the engine falls back to GetRequiredPlugins) and it
+# reads the interpreter from PULUMI_PYTHON_CMD rather than the runtime's `virtualenv` option, so
+# the make targets set PULUMI_PYTHON_CMD to the project's .venv python.
+PULUMI_LANGUAGE_PYTHON_SDK="${PULUMI_LANGUAGE_PYTHON_SDK:-v3.78.0}"
 # pulumi-command is tagged at the repository root only; the provider module is reached by the
 # pseudo-version of the tagged commit, derived below from the proxy's info for the root tag.
 PULUMI_COMMAND_VERSION="${PULUMI_COMMAND_VERSION:-v1.2.1}"
@@ -47,8 +53,9 @@ die() { log "error: $*"; exit 1; }
 go_version() { "$GO" env GOVERSION 2>/dev/null || echo unknown-go; }
 
 cache_key() {
-  printf 'pulumi-%s_python-%s_command-%s_flyctl-%s_actionlint-%s_%s' \
-    "$PULUMI_VERSION" "$PULUMI_LANGUAGE_PYTHON_VERSION" "$PULUMI_COMMAND_VERSION" \
+  printf 'pulumi-%s_python-%s-or-sdk-%s_command-%s_flyctl-%s_actionlint-%s_%s' \
+    "$PULUMI_VERSION" "$PULUMI_LANGUAGE_PYTHON_VERSION" "$PULUMI_LANGUAGE_PYTHON_SDK" \
+    "$PULUMI_COMMAND_VERSION" \
     "$FLYCTL_VERSION" "$ACTIONLINT_VERSION" "$(go_version)"
 }
 
@@ -151,9 +158,30 @@ copy_sdk_scripts() {
 }
 
 build_language_python() {
+  local name=pulumi-language-python
   local module=github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3
-  go_install pulumi-language-python "$module" "$module" "$PULUMI_LANGUAGE_PYTHON_VERSION" \
-    "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION"
+  [ -x "$BIN/$name" ] && return 0
+  local dir err
+  dir="$(scratch_module "$name")"
+  err="$dir/error.log"
+  if resolve "$module@$PULUMI_LANGUAGE_PYTHON_VERSION" "$err" >/dev/null; then
+    go_install "$name" "$module" "$module" "$PULUMI_LANGUAGE_PYTHON_VERSION" \
+      "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION"
+    return 0
+  fi
+  log "$name: $module is refused ($(grep -m1 -o '[0-9]\{3\} [A-Za-z]*' "$err" || echo error));" \
+    "building the host embedded in sdk/v3@$PULUMI_LANGUAGE_PYTHON_SDK instead"
+  local package=github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python
+  printf 'module realtime-fly/toolchain/langhost\n\ngo 1.21\n\nrequire github.com/pulumi/pulumi/sdk/v3 %s\n' \
+    "$PULUMI_LANGUAGE_PYTHON_SDK" >"$dir/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$package" >"$dir/tools.go"
+  if ! (cd "$dir" && "$GO" mod tidy) 2>"$err" >&2; then
+    mark_unavailable "$name" "$err"
+    return 0
+  fi
+  run_timed "$name" bash -c "cd '$dir' && nice -n 10 '$GO' build -mod=mod -trimpath \
+    -ldflags '-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_LANGUAGE_PYTHON_SDK' \
+    -o '$BIN/$name' '$package' 2>'$err'" || mark_unavailable "$name" "$err"
 }
 
 # The provider module's pseudo-version: the root tag's commit hash and commit time (UTC).

@@ -31,7 +31,16 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
-__all__ = ["CommandFailed", "LocalCommand", "LocalCommandProvider"]
+__all__ = [
+    "COMMAND_IMPLEMENTATION_VARIABLE",
+    "CommandFailed",
+    "LocalCommand",
+    "LocalCommandProvider",
+]
+
+COMMAND_IMPLEMENTATION_VARIABLE = "REALTIME_FLY_COMMAND"
+"""``plugin`` (pulumi_command.local.Command, the default) or ``dynamic`` (:class:`LocalCommand`);
+set by the engine runners according to whether the plugin is on the engine's PATH."""
 
 _INPUTS = ("create", "update", "delete", "dir", "environment", "stdin", "logging")
 _TAIL = 2000

@@ -1,33 +1,35 @@
-"""Run this project's Pulumi program through the real engine, hosted in-process.
+"""Run this project's Pulumi program through the real engine: the ``pulumi`` CLI.
 
     python -m infra.local.engine up|preview|destroy|outputs [--stack dev]
+    python -m infra.local.engine pulumi [--stack dev] -- ARGS...   (any pulumi command)
 
-The Python language host plugin (``pulumi-language-python``) cannot be built from the module
-proxy reachable here, so this runner uses the automation API's inline mode: the SDK serves the
-language runtime itself (``pulumi up --client=...``) and runs ``__main__.py`` in this process.
-Everything else is the ordinary engine: ``Pulumi.yaml`` and ``Pulumi.<stack>.yaml`` from the
-project root, a file state backend in ``.pulumi-state/`` and ``PULUMI_HOME`` in
-``.pulumi-home/`` (both git-ignored), the engine binary from ``scripts/toolchain.sh ensure``.
+The engine, the Python language host and the dynamic-provider plugin come from
+``scripts/toolchain.sh ensure`` (built from the Go module proxy and cached; a ``pulumi`` already
+on PATH is used as is). This module only supplies the environment the CLI runs with:
 
-``PULUMI_CONFIG_PASSPHRASE`` is taken from the environment; when unset, the ``dev`` stack (which
-stores no secret: the local target generates its own) uses a fixed development passphrase, and
-any other stack is refused. ``REALTIME_FLY_COMMAND`` is set to ``dynamic`` when no
-``pulumi-resource-command`` plugin is on the engine's PATH (the case on this machine), telling
-the component to create :class:`infra.local.command.LocalCommand` resources instead.
+- ``PULUMI_BACKEND_URL``: a file state backend in ``.pulumi-state/`` (git-ignored), unless set;
+  ``PULUMI_HOME`` in ``.pulumi-home/``; no update check, no plugin downloads;
+- ``PULUMI_PYTHON_CMD``: this interpreter (the project's ``.venv``), which the language host
+  built here reads instead of the runtime's ``virtualenv`` option (see scripts/toolchain.sh);
+- ``PULUMI_CONFIG_PASSPHRASE`` from the environment; when unset, the ``dev`` stack (whose
+  secrets protect nothing but a local development deployment) uses a fixed development
+  passphrase, documented as dev-only in the README, and any other stack is refused;
+- ``REALTIME_FLY_COMMAND=dynamic`` when no ``pulumi-resource-command`` plugin is on the
+  engine's PATH (the case on this machine: the module proxy refuses it), telling the component
+  to create :class:`infra.local.command.LocalCommand` resources instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import runpy
 import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pulumi import automation as auto
+from infra.local.command import COMMAND_IMPLEMENTATION_VARIABLE
 
 __all__ = [
     "COMMAND_IMPLEMENTATION_VARIABLE",
@@ -39,8 +41,6 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMAND_IMPLEMENTATION_VARIABLE = "REALTIME_FLY_COMMAND"
-"""``plugin`` (pulumi_command.local.Command) or ``dynamic`` (LocalCommand), set by this runner."""
 DEV_PASSPHRASE = "realtime-fly-local-dev-stack"  # noqa: S105  (protects no secret, see module doc)
 
 
@@ -90,16 +90,33 @@ def engine_environment(stack: str, bin_dir: Path, base: dict[str, str]) -> dict[
     return env
 
 
-def _program() -> None:
-    runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+def _pulumi(bin_dir: Path) -> str:
+    own = bin_dir / "pulumi"
+    return str(own) if own.exists() else "pulumi"
+
+
+def pulumi_argv(action: str, stack: str) -> list[list[str]]:
+    """The pulumi CLI invocations (without the binary) of one action on one stack."""
+    select = ["stack", "select", "--create", stack, "--non-interactive"]
+    common = ["--stack", stack, "--non-interactive"]
+    if action == "up":
+        return [select, ["up", "--yes", "--skip-preview", *common]]
+    if action == "preview":
+        return [select, ["preview", "--diff", *common]]
+    if action == "destroy":
+        return [["destroy", "--yes", "--skip-preview", *common]]
+    if action == "outputs":
+        return [["stack", "output", "--stack", stack]]
+    raise ValueError(f"unknown action {action!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m infra.local.engine", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("action", choices=("up", "preview", "destroy", "outputs"))
+    parser.add_argument("action", choices=("up", "preview", "destroy", "outputs", "pulumi"))
     parser.add_argument("--stack", default="dev")
+    parser.add_argument("args", nargs="*", help="with `pulumi`: the pulumi command line")
     args = parser.parse_args(argv)
     try:
         bin_dir = toolchain_bin()
@@ -108,31 +125,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"engine: {exc}", file=sys.stderr)
         return 1
     (ROOT / ".pulumi-state").mkdir(exist_ok=True)
-    os.environ.update(env)  # the in-process program and the engine see the same variables
-    workspace = auto.LocalWorkspace(
-        work_dir=str(ROOT),
-        program=_program,
-        env_vars=env,
-        pulumi_home=env["PULUMI_HOME"],
-        # The toolchain's engine, or the user's own pulumi on PATH when the script deferred to it.
-        pulumi_command=auto.PulumiCommand(root=str(bin_dir.parent))
-        if (bin_dir / "pulumi").exists()
-        else auto.PulumiCommand(),
-    )
-    stack = auto.Stack.create_or_select(args.stack, workspace)
-    try:
-        if args.action == "up":
-            stack.up(on_output=print)
-        elif args.action == "preview":
-            stack.preview(on_output=print, diff=True)
-        elif args.action == "destroy":
-            stack.destroy(on_output=print)
-        for key, value in stack.outputs().items():
-            if not value.secret and key != "fly_toml":
-                print(f"{key}: {value.value}")
-    except auto.errors.CommandError as exc:
-        print(f"engine: pulumi {args.action} failed (output above): {str(exc)[-2000:]}")
-        return 1
+    runs = [list(args.args)] if args.action == "pulumi" else pulumi_argv(args.action, args.stack)
+    if args.action == "up":
+        runs.append(["stack", "output", "--stack", args.stack])
+    for run in runs:
+        environment = {**os.environ, **env}
+        result = subprocess.run([_pulumi(bin_dir), *run], cwd=ROOT, env=environment, check=False)
+        if result.returncode != 0:
+            print(f"engine: pulumi {' '.join(run[:2])} failed (status {result.returncode})")
+            return result.returncode
     return 0
 
 
