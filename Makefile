@@ -32,7 +32,7 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy infra backend/realtime
 
-pytest: venv
+pytest: venv toolchain
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
@@ -48,7 +48,7 @@ lint-seed: venv
 # The Pulumi engine, language host and tools, built from the Go module proxy and cached under
 # ~/.cache/realtime-fly (minutes the first time, instant afterwards).
 toolchain:
-	bash scripts/toolchain.sh ensure
+	@bash scripts/toolchain.sh ensure >/dev/null
 
 # The dev stack on this machine through the real engine (docs/LOCAL.md). Other stacks: STACK=...
 # with PULUMI_CONFIG_PASSPHRASE set; any pulumi command: make pulumi ARGS="preview --diff".
