@@ -42,6 +42,7 @@ from infra.model import (
 
 __all__ = [
     "CONFIG_KEYS",
+    "LOCAL_PORT_BASE",
     "OBJECT_KEYS",
     "PROJECT",
     "SECRETS",
@@ -53,6 +54,9 @@ __all__ = [
 ]
 
 PROJECT: Final = "realtime-fly"
+LOCAL_PORT_BASE: Final = 10000
+"""Default of ``localPortBase``: where the local target's ports start (docs/LOCAL.md)."""
+_LOCAL_PORT_BASE_RANGE: Final = (2000, 50000)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +84,7 @@ CONFIG_KEYS: Final[tuple[str, ...]] = (
     "machines",
     "broker",
     "flyctl",
+    "localPortBase",
     "killSignal",
     "killTimeout",
     "swapSizeMb",
@@ -182,6 +187,8 @@ class StackSettings:
     """The :class:`SecretSpec` keys present in the stack (never their values)."""
     fly: FlyConfig
     """The validated fly.toml model."""
+    local_port_base: int = LOCAL_PORT_BASE
+    """Where the local target's ports start (``localPortBase``; the fly target ignores it)."""
 
 
 def stack_key_for(toml_key: str) -> str:
@@ -349,6 +356,18 @@ def _env(values: _Values, *, ws_port: int, http_port: int) -> tuple[tuple[str, s
     return tuple(env.items())
 
 
+def _local_port_base(values: _Values) -> int:
+    base = values.integer("localPortBase", LOCAL_PORT_BASE)
+    low, high = _LOCAL_PORT_BASE_RANGE
+    if base % 1000 or not low <= base <= high:
+        raise ConfigError(
+            key=f"{PROJECT}:localPortBase",
+            value=base,
+            reason=f"must be a multiple of 1000 from {low} to {high}",
+        )
+    return base
+
+
 def _websocket(values: _Values) -> WebSocketService:
     ws = values.section("websocket")
     proxy_proto = ws.optional_text("proxyProto")
@@ -461,6 +480,7 @@ def settings_from_config(
             reason='required when target is "fly" (`fly orgs list`)',
         )
     machines = reader.integer("machines", 2)
+    local_port_base = _local_port_base(reader)
     broker = cast(Broker, reader.choice("broker", "memory", ("memory", "redis")))
     if broker == "memory" and "redisUrl" in secrets_set:
         raise ConfigError(
@@ -492,6 +512,7 @@ def settings_from_config(
         machines=machines,
         secrets_set=secrets_set,
         fly=fly,
+        local_port_base=local_port_base,
     )
 
 

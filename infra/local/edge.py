@@ -14,8 +14,9 @@ entry asks, so the local deployment exercises the same service definitions as pr
 
 ``[http_service]`` is expanded the way Fly expands it: one tcp service on public ports 80
 (``["http"]``) and 443 (``["tls", "http"]``). Public ports are privileged or clash with the
-backends' own ports, so the edge listens on :func:`edge_port`: ports below 1024 move up by
-18000 (80 -> 18080, 443 -> 18443), the others by 10000 (8081 -> 18081).
+backends' own ports, so the edge listens on :func:`edge_port`: the stack's ``localPortBase``
+(default 10000) plus the public port, plus 8000 more for a port below 1024 (80 -> 18080,
+443 -> 18443, 8081 -> 18081 by default).
 
 Pure functions only: nothing here touches the file system or runs haproxy.
 """
@@ -28,8 +29,7 @@ from dataclasses import dataclass
 from infra.model import Duration, FlyConfig, HttpCheck, Service, ServicePort, TcpCheck
 
 __all__ = [
-    "HIGH_PORT_OFFSET",
-    "LOW_PORT_OFFSET",
+    "PRIVILEGED_PORT_SHIFT",
     "EdgeError",
     "Instance",
     "edge_port",
@@ -37,10 +37,8 @@ __all__ = [
     "render_haproxy",
 ]
 
-LOW_PORT_OFFSET = 18000
-"""Added to public ports below 1024 (80 -> 18080, 443 -> 18443)."""
-HIGH_PORT_OFFSET = 10000
-"""Added to public ports from 1024 up (8081 -> 18081)."""
+PRIVILEGED_PORT_SHIFT = 8000
+"""Added, on top of the port base, to public ports below 1024 (443 -> base + 8443)."""
 _HTTP_ALPN_DEFAULT = ("h2", "http/1.1")
 _TUNNEL_TIMEOUT = "1h"
 
@@ -60,11 +58,12 @@ class Instance:
     host: str = "127.0.0.1"
 
 
-def edge_port(public_port: int) -> int:
-    """The unprivileged local port standing in for a public port."""
+def edge_port(public_port: int, *, base: int) -> int:
+    """The unprivileged local port standing in for a public port: ``base + public_port``, plus
+    :data:`PRIVILEGED_PORT_SHIFT` below 1024 (base 10000: 443 -> 18443, 8081 -> 18081)."""
     if not 0 < public_port < 65536:
         raise EdgeError(f"public port must be 1-65535, got {public_port}")
-    port = public_port + (LOW_PORT_OFFSET if public_port < 1024 else HIGH_PORT_OFFSET)
+    port = base + public_port + (PRIVILEGED_PORT_SHIFT if public_port < 1024 else 0)
     if port > 65535:
         raise EdgeError(f"public port {public_port} has no local edge port ({port} > 65535)")
     return port
@@ -157,12 +156,14 @@ def render_haproxy(
     *,
     instances: Sequence[Instance],
     certificate: str,
+    port_base: int,
     bind: str = "127.0.0.1",
 ) -> str:
     """The haproxy configuration serving ``config``'s services on the local edge ports.
 
     ``certificate`` is the PEM file (certificate, chain, key) for TLS ports; ``instances`` are the
-    backend processes, each listening on every service's internal port under its own number.
+    backend processes, each listening on every service's internal port under its own number;
+    ``port_base`` is the stack's ``localPortBase`` (see :func:`edge_port`).
     """
     if not instances:
         raise EdgeError("the edge needs at least one backend instance, got none")
@@ -193,7 +194,7 @@ def render_haproxy(
                 )
             seen_ports[port.port] = index
             mode = _mode(port)
-            local = edge_port(port.port)
+            local = edge_port(port.port, base=port_base)
             lines += [
                 f"frontend public_{port.port}",
                 f"    mode {mode}",
@@ -207,9 +208,10 @@ def render_haproxy(
                 ]
                 tls_port = _tls_port_of(service)
                 if port.force_https and "tls" not in port.handlers and tls_port is not None:
+                    https_port = edge_port(tls_port, base=port_base)
                     lines.append(
                         "    http-request redirect prefix"
-                        f" https://%[req.hdr(host),field(1,:)]:{edge_port(tls_port)} code 301"
+                        f" https://%[req.hdr(host),field(1,:)]:{https_port} code 301"
                     )
             lines += [f"    default_backend service_{index}_{mode}", ""]
         for mode in modes:

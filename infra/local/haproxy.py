@@ -1,8 +1,8 @@
 """Write the local edge's haproxy configuration from a rendered fly.toml, and validate it.
 
     python -m infra.local.haproxy --fly-toml build/dev/fly.toml --out build/local/haproxy.cfg \\
-        --certificate build/local/tls/edge.pem \\
-        --instance app-1:8080=28080,8081=28081 --instance app-2:8080=29080,8081=29081
+        --certificate build/local/tls/edge.pem --port-base 10000 \\
+        --instance app-1:8080=21080,8081=21081 --instance app-2:8080=22080,8081=22081
 
 The file is parsed back (``infra.parse``) so the edge serves exactly the services the rendered
 fly.toml declares, rendered by :func:`infra.local.edge.render_haproxy`, then checked with
@@ -54,11 +54,12 @@ def write_config(
     *,
     certificate: str,
     instances: Sequence[Instance],
+    port_base: int,
     haproxy: str | None,
 ) -> None:
     """Render ``out`` from ``fly_toml``; with ``haproxy`` set, refuse a config it rejects."""
     config = parse_fly_toml(fly_toml.read_text()).config
-    text = render_haproxy(config, instances=instances, certificate=certificate)
+    text = render_haproxy(config, instances=instances, certificate=certificate, port_base=port_base)
     out.parent.mkdir(parents=True, exist_ok=True)
     candidate = out.with_suffix(out.suffix + ".new")
     candidate.write_text(text)
@@ -81,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--certificate", required=True)
     parser.add_argument("--instance", type=parse_instance, action="append", required=True)
+    parser.add_argument("--port-base", type=int, required=True, help="localPortBase")
     parser.add_argument("--haproxy", default="haproxy")
     parser.add_argument("--no-check", action="store_true")
     args = parser.parse_args(argv)
@@ -91,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out,
             certificate=args.certificate,
             instances=args.instance,
+            port_base=args.port_base,
             haproxy=haproxy,
         )
     except (ConfigError, EdgeError, OSError) as exc:

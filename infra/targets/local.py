@@ -9,12 +9,17 @@ steps as the Fly target. The plan, in order:
    used only when the stack sets no ``tokenSigningKey`` secret of its own;
 4. ``redis``: ``redis-server`` on 127.0.0.1:16379 with persistence off (the shared broker the two
    instances need, as on Fly with ``--ha``);
-5. ``app-1`` / ``app-2``: two ``python -m realtime`` processes with their own ports;
+5. ``app-1`` / ``app-2``: two ``python -m realtime`` processes with their own ports (21080/21081,
+   22080/22081);
 6. ``edge-config``: the haproxy configuration rendered FROM the materialised fly.toml's services
    (``infra.local.haproxy``) and checked with ``haproxy -c``;
 7. ``edge``: haproxy on the unprivileged stand-ins of the public ports (80 -> 18080,
    443 -> 18443, 8081 -> 18081, see ``infra.local.edge``);
 8. ``smoke``: ``infra.smoke`` against ``wss://localhost:18081/`` trusting the development CA.
+
+Every port above is the default one: all derive from the stack's ``localPortBase`` (default
+10000; :func:`redis_port`, :func:`instance_ports`, :func:`infra.local.edge.edge_port`), so a
+second deployment (a test next to ``make up``) runs on another base without a clash.
 
 Long-running processes are detached by ``infra.local.supervise`` (pid and log files in
 ``build/local/``); each such step's ``delete`` stops its process, so ``pulumi destroy`` (``make
@@ -34,17 +39,16 @@ from infra.stack import StackSettings
 
 __all__ = [
     "INSTANCE_COUNT",
-    "REDIS_PORT",
     "STATE_DIR",
     "instance_ports",
     "local_instances",
     "local_plan",
     "local_urls",
+    "redis_port",
 ]
 
 STATE_DIR: Final = "build/local"
 """Pid files, logs, certificates, the haproxy config and the dev secrets file."""
-REDIS_PORT: Final = 16379
 INSTANCE_COUNT: Final = 2
 EDGE_HOST: Final = "localhost"
 _TLS_DIR: Final = f"{STATE_DIR}/tls"
@@ -52,10 +56,16 @@ _SECRETS_FILE: Final = f"{STATE_DIR}/secrets.env"
 _HAPROXY_CFG: Final = f"{STATE_DIR}/haproxy.cfg"
 
 
-def instance_ports(index: int, internal_port: int) -> int:
+def redis_port(base: int) -> int:
+    """Where redis-server listens: ``base + 6379`` (16379 with the default base)."""
+    return base + 6379
+
+
+def instance_ports(index: int, internal_port: int, *, base: int) -> int:
     """Where instance ``index`` (1-based) listens for a service's internal port:
-    ``20000 + 1000 * index + internal_port % 1000`` (app-1: 21080, 21081; app-2: 22080...)."""
-    return 20000 + 1000 * index + internal_port % 1000
+    ``base + 10000 + 1000 * index + internal_port % 1000`` (base 10000: app-1 on 21080 and
+    21081, app-2 on 22080...)."""
+    return base + 10000 + 1000 * index + internal_port % 1000
 
 
 def local_instances(settings: StackSettings) -> tuple[Instance, ...]:
@@ -67,7 +77,10 @@ def local_instances(settings: StackSettings) -> tuple[Instance, ...]:
     return tuple(
         Instance(
             name=f"app-{index}",
-            ports={port: instance_ports(index, port) for port in sorted(internal)},
+            ports={
+                port: instance_ports(index, port, base=settings.local_port_base)
+                for port in sorted(internal)
+            },
         )
         for index in range(1, INSTANCE_COUNT + 1)
     )
@@ -76,8 +89,9 @@ def local_instances(settings: StackSettings) -> tuple[Instance, ...]:
 def local_urls(settings: StackSettings) -> tuple[str, str]:
     """The edge's HTTPS and WSS URLs (the HTTPS one is the WebSocket port's when there is no
     ``[http_service]``)."""
-    wss_port = edge_port(settings.fly.websocket.public_port)
-    https_port = edge_port(443) if settings.fly.http_service is not None else wss_port
+    base = settings.local_port_base
+    wss_port = edge_port(settings.fly.websocket.public_port, base=base)
+    https_port = edge_port(443, base=base) if settings.fly.http_service is not None else wss_port
     return f"https://{EDGE_HOST}:{https_port}/", f"wss://{EDGE_HOST}:{wss_port}/"
 
 
@@ -97,7 +111,7 @@ def _backend_environment(
     env.update(
         HOST="127.0.0.1",
         WS_PORT=str(instance.ports[config.websocket.internal_port]),
-        REDIS_URL=f"redis://127.0.0.1:{REDIS_PORT}/0",
+        REDIS_URL=f"redis://127.0.0.1:{redis_port(settings.local_port_base)}/0",
         DEV_TOKENS="1",
         PUBLIC_WS_URL=wss_url,
         LOG_FORMAT="text",
@@ -115,6 +129,10 @@ def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) 
     secret_environment = ("TOKEN_SIGNING_KEY",) if stack_key else ()
     fly_toml_path = f"{context.build_dir}/fly.toml"
     config_digest = text_digest(fly_toml)
+    base = settings.local_port_base
+    redis = redis_port(base)
+    # A process step is replaced (stopped, then started) when its ports move.
+    ports_trigger = f"localPortBase={base}"
 
     steps: list[Step] = [
         materialise_step(context, fly_toml, ship_backend=False),
@@ -136,19 +154,20 @@ def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) 
                 "--state",
                 STATE_DIR,
                 "--wait-tcp",
-                f"127.0.0.1:{REDIS_PORT}",
+                f"127.0.0.1:{redis}",
                 "--",
                 "redis-server",
                 "--bind",
                 "127.0.0.1",
                 "--port",
-                str(REDIS_PORT),
+                str(redis),
                 "--save",
                 "",
                 "--appendonly",
                 "no",
             ),
             delete=_stop(context, "redis"),
+            triggers=(ports_trigger,),
         ),
     ]
     for instance in instances:
@@ -180,11 +199,11 @@ def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) 
                 delete=_stop(context, instance.name),
                 environment=_backend_environment(settings, instance, wss_url),
                 secret_environment=secret_environment,
-                triggers=(context.backend_digest, config_digest),
+                triggers=(context.backend_digest, config_digest, ports_trigger),
                 depends_on=("fly-toml", "dev-secrets", "redis"),
             )
         )
-    edge_check_port = edge_port(settings.fly.websocket.public_port)
+    edge_check_port = edge_port(settings.fly.websocket.public_port, base=base)
     steps += [
         Step(
             name="edge-config",
@@ -198,6 +217,8 @@ def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) 
                 _HAPROXY_CFG,
                 "--certificate",
                 f"{_TLS_DIR}/edge.pem",
+                "--port-base",
+                str(base),
                 *(arg for i in instances for arg in ("--instance", instance_spec(i))),
             ),
             triggers=(config_digest,),
@@ -220,7 +241,7 @@ def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) 
                 _HAPROXY_CFG,
             ),
             delete=_stop(context, "edge"),
-            triggers=(config_digest,),
+            triggers=(config_digest, ports_trigger),
             depends_on=("edge-config", *(i.name for i in instances)),
         ),
         Step(

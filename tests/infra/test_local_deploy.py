@@ -2,8 +2,9 @@
 
 Each step's command line is run the way pulumi-command runs it (``/bin/sh -c`` with the step's
 environment, stdin and directory), in a temporary project directory, so this checks the plan and
-every helper it calls without the Pulumi engine. Ports are the local target's fixed ones: the
-test fails early if something (a running ``make up``) already holds them.
+every helper it calls without the Pulumi engine. The stack's ``localPortBase`` is set to
+2000 (redis 8379, edge 10080/10443/10081, backends 13080-14081), away from a ``make up`` on the
+default base and from the engine tests; the test fails early if something holds those ports.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import jwt
@@ -29,13 +31,14 @@ from infra.plan import Plan, PlanContext, Step, tree_digest
 from infra.render import render_fly_toml
 from infra.smoke import PROTOCOL_VERSION
 from infra.stack import load_stack_file
-from infra.targets.local import REDIS_PORT, STATE_DIR, local_plan
+from infra.targets.local import STATE_DIR, local_plan, redis_port
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 PROCESSES = ("redis", "app-1", "app-2", "edge")
-PORTS = (REDIS_PORT, 18080, 18443, 18081, 21080, 21081, 22080, 22081)
+PORT_BASE = 2000
+PORTS = (redis_port(PORT_BASE), 10080, 10443, 10081, 13080, 13081, 14080, 14081)
 
 
 def _port_free(port: int) -> bool:
@@ -67,7 +70,8 @@ def _up(project: Path) -> tuple[Plan, dict[str, str]]:
     busy = [port for port in PORTS if not _port_free(port)]
     if busy:
         pytest.fail(f"local target ports already in use: {busy} (is `make up` running?)")
-    settings = load_stack_file(REPO / "Pulumi.dev.yaml", require_secrets=False)
+    dev = load_stack_file(REPO / "Pulumi.dev.yaml", require_secrets=False)
+    settings = replace(dev, local_port_base=PORT_BASE)
     context = PlanContext(
         python=sys.executable,
         backend_dir=str(REPO / "backend"),
@@ -139,7 +143,7 @@ def test_local_deploy_answers_through_the_tls_edge_and_tears_down(
     state = project / STATE_DIR
     for name in PROCESSES:
         assert supervise.running(name, state=state) is not None, name
-    assert plan.wss_url == "wss://localhost:18081/"
+    assert plan.wss_url == "wss://localhost:10081/"
 
 
 async def test_instances_share_rooms_through_redis(
@@ -152,8 +156,8 @@ async def test_instances_share_rooms_through_redis(
     )
     key = secrets["TOKEN_SIGNING_KEY"]
     room = f"room-{uuid.uuid4().hex[:8]}"
-    sender = await _joined("ws://127.0.0.1:21081/", key, "alice", room)
-    receiver = await _joined("ws://127.0.0.1:22081/", key, "bob", room)
+    sender = await _joined("ws://127.0.0.1:13081/", key, "alice", room)
+    receiver = await _joined("ws://127.0.0.1:14081/", key, "bob", room)
     try:
         message_id = uuid.uuid4().hex
         await sender.send(

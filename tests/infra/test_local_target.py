@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from infra.local.haproxy import instance_spec, parse_instance
 from infra.plan import Plan, PlanContext
 from infra.render import render_fly_toml
 from infra.stack import StackSettings, load_stack_file
-from infra.targets.local import REDIS_PORT, instance_ports, local_instances, local_plan
+from infra.targets.local import instance_ports, local_instances, local_plan, redis_port
 
 REPO = Path(__file__).resolve().parents[2]
 CONTEXT = PlanContext(
@@ -69,7 +70,7 @@ def test_redis_runs_without_persistence_on_its_port(plan: Plan) -> None:
         "--bind",
         "127.0.0.1",
         "--port",
-        str(REDIS_PORT),
+        "16379",
         "--save",
         "",
         "--appendonly",
@@ -83,10 +84,48 @@ def test_backends_get_distinct_ports_and_the_shared_broker(plan: Plan) -> None:
     assert (one["WS_PORT"], one["HTTP_PORT"]) == ("21081", "21080")
     assert (two["WS_PORT"], two["HTTP_PORT"]) == ("22081", "22080")
     for env in (one, two):
-        assert env["REDIS_URL"] == f"redis://127.0.0.1:{REDIS_PORT}/0"
+        assert env["REDIS_URL"] == "redis://127.0.0.1:16379/0"
         assert env["DEV_TOKENS"] == "1"
         assert env["PUBLIC_WS_URL"] == "wss://localhost:18081/"
         assert env["HOST"] == "127.0.0.1"
+
+
+def test_every_port_follows_the_port_base(settings: StackSettings) -> None:
+    """localPortBase 30000 moves redis, both backends, the edge and the URLs by 20000."""
+    moved_settings = replace(settings, local_port_base=30000)
+    moved = local_plan(moved_settings, fly_toml=render_fly_toml(settings.fly), context=CONTEXT)
+    assert (moved.https_url, moved.wss_url) == (
+        "https://localhost:38443/",
+        "wss://localhost:38081/",
+    )
+    assert redis_port(30000) == 36379
+    redis = _step(moved, "redis").create
+    assert redis[redis.index("--port") + 1] == "36379"
+    assert redis[redis.index("--wait-tcp") + 1] == "127.0.0.1:36379"
+    one, two = (_step(moved, name).environment for name in ("app-1", "app-2"))
+    assert (one["WS_PORT"], one["HTTP_PORT"], two["WS_PORT"]) == ("41081", "41080", "42081")
+    assert one["REDIS_URL"] == "redis://127.0.0.1:36379/0"
+    assert one["PUBLIC_WS_URL"] == "wss://localhost:38081/"
+    config = _step(moved, "edge-config").create
+    assert config[config.index("--port-base") + 1] == "30000"
+    assert "app-1:8080=41080,8081=41081" in config
+    edge = _step(moved, "edge").create
+    assert edge[edge.index("--wait-tcp") + 1] == "127.0.0.1:38081"
+    assert "wss://localhost:38081/" in _step(moved, "smoke").create
+
+
+def test_a_port_base_change_replaces_the_processes(settings: StackSettings, plan: Plan) -> None:
+    """Another base changes the triggers of redis, the backends and the edge (a replacement:
+    stop on the old ports, start on the new), and of nothing that runs no process."""
+    moved_settings = replace(settings, local_port_base=30000)
+    fly_toml = render_fly_toml(settings.fly)
+    moved = local_plan(moved_settings, fly_toml=fly_toml, context=CONTEXT)
+    changed = {
+        step.name
+        for step, before in zip(moved.steps, plan.steps, strict=True)
+        if step.triggers != before.triggers
+    }
+    assert changed == {"redis", "app-1", "app-2", "edge"}
 
 
 def test_no_secret_value_enters_the_plan(plan: Plan) -> None:
@@ -100,15 +139,7 @@ def test_no_secret_value_enters_the_plan(plan: Plan) -> None:
 
 def test_a_stack_signing_key_is_passed_as_a_secret(settings: StackSettings) -> None:
     """With tokenSigningKey set on the stack, backends and smoke get it as a secret env var."""
-    with_key = StackSettings(
-        stack=settings.stack,
-        target=settings.target,
-        org=settings.org,
-        flyctl=settings.flyctl,
-        machines=settings.machines,
-        secrets_set=frozenset({"tokenSigningKey"}),
-        fly=settings.fly,
-    )
+    with_key = replace(settings, secrets_set=frozenset({"tokenSigningKey"}))
     plan = local_plan(with_key, fly_toml=render_fly_toml(with_key.fly), context=CONTEXT)
     for name in ("app-1", "app-2", "smoke"):
         assert _step(plan, name).secret_environment == ("TOKEN_SIGNING_KEY",)
@@ -145,8 +176,8 @@ def test_instances_cover_every_internal_port(settings: StackSettings) -> None:
     """Each instance listens on a local port for the HTTP and the WebSocket service."""
     for index, instance in enumerate(local_instances(settings), start=1):
         assert instance.ports == {
-            8080: instance_ports(index, 8080),
-            8081: instance_ports(index, 8081),
+            8080: instance_ports(index, 8080, base=10000),
+            8081: instance_ports(index, 8081, base=10000),
         }
 
 

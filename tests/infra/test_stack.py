@@ -14,6 +14,7 @@ from infra.parse import parse_fly_toml
 from infra.render import render_fly_toml
 from infra.stack import (
     CONFIG_KEYS,
+    LOCAL_PORT_BASE,
     OBJECT_KEYS,
     PROJECT,
     SECRETS,
@@ -149,6 +150,22 @@ def test_bad_values_name_the_key(values: dict[str, object], key: str, value: obj
     error = _error({**FLY, **values})
     assert (error.key, error.value) == (key, value)
     assert str(error).startswith(f"{key} = ")
+
+
+def test_local_port_base() -> None:
+    """localPortBase defaults to 10000 and takes a multiple of 1000 (typed or as text)."""
+    assert LOCAL_PORT_BASE == 10000
+    assert settings_from_config(FLY, stack="s").local_port_base == 10000
+    for value in (2000, "30000", 50000):
+        settings = settings_from_config({**FLY, "localPortBase": value}, stack="s")
+        assert settings.local_port_base == int(value)
+
+
+@pytest.mark.parametrize("value", [1000, 2500, 51000, 0, -3000, "10k", 10000.0, True])
+def test_bad_local_port_base_is_refused(value: object) -> None:
+    """A base outside [2000, 50000] or not a multiple of 1000 names the key and the value."""
+    error = _error({**FLY, "localPortBase": value})
+    assert (error.key, error.value) == ("realtime-fly:localPortBase", value)
 
 
 def test_many_machines_need_redis() -> None:
