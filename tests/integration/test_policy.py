@@ -7,22 +7,23 @@ Three tiers:
 - the pack process itself (``python policy/__main__.py``, as the engine starts it): it serves
   Pulumi's Analyzer gRPC protocol on 127.0.0.1 and is asked to analyse resources the way the
   engine asks, so the wiring (resource type, names, props, enforcement level) is tested for real;
-- ``pulumi preview --policy-pack`` with the real engine in a copy of the project with its own
+- ``pulumi preview`` with the real engine and the pack in a copy of the project with its own
   file backend: the committed staging stack passes, and a hand-edited program whose fly.toml puts
-  the WebSocket port behind Fly's http handler is stopped, naming the policy.
+  the WebSocket port behind Fly's http handler (and a secret on a command line) is stopped,
+  naming the policies. The pack is given as ``policy/run-pack`` (the engine starts a pack given
+  as a file directly), because the Python language host built by scripts/toolchain.sh cannot
+  start a pack directory; the GitHub workflows use the directory (``policyPacks: policy``).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import shutil
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -33,6 +34,12 @@ from infra.plan import PlanContext
 from infra.render import render_fly_toml
 from infra.stack import load_stack_file
 from infra.targets import plan_for
+from tests.integration.engine_project import (
+    ENGINE_TOOLS,
+    EngineProject,
+    copy_project,
+    with_virtualenv,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = REPO / "policy"
@@ -353,8 +360,11 @@ def test_pack_checks_the_dynamic_local_command(analyzer: Any) -> None:
 
 BAD_PROGRAM = textwrap.dedent(
     '''
-    """A hand edit that bypasses the model: the WebSocket port behind Fly's http handler."""
-    from pulumi_command import local
+    """A hand edit that bypasses the model: the WebSocket port behind Fly's http handler, and a
+    secret on a command line."""
+    import os
+
+    from infra.local.command import COMMAND_IMPLEMENTATION_VARIABLE, LocalCommand
 
     FLY_TOML = """
     [[services]]
@@ -367,121 +377,57 @@ BAD_PROGRAM = textwrap.dedent(
     handlers = ["tls", "http"]
     tls_options = {alpn = ["http/1.1"]}
     """
+    SECRETS = "flyctl secrets set TOKEN_SIGNING_KEY=s3cr3t-value"
 
-    local.Command("x-fly-toml", create="cat > /dev/null", stdin=FLY_TOML)
+    if os.environ.get(COMMAND_IMPLEMENTATION_VARIABLE) == "dynamic":
+        LocalCommand("x-fly-toml", create="cat > /dev/null", stdin=FLY_TOML)
+        LocalCommand("x-secrets", create=SECRETS, logging="stderr")
+    else:
+        from pulumi_command import local
+
+        local.Command("x-fly-toml", create="cat > /dev/null", stdin=FLY_TOML)
+        local.Command("x-secrets", create=SECRETS, logging=local.Logging.STDERR)
     '''
 )
 
 
-def _toolchain_bin() -> Path:
-    status = subprocess.run(
-        ["bash", str(REPO / "scripts" / "toolchain.sh"), "status"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return Path(status.stdout.strip().splitlines()[-1])
-
-
-def _engine_or_skip(bin_dir: Path) -> Path:
-    """The engine (the toolchain's, else a user's on PATH); skip with the proxy's recorded
-    refusal when it, the Python host or the command provider cannot be had, fail if unbuilt."""
-    found: dict[str, Path] = {}
-    for name in ("pulumi", "pulumi-language-python", "pulumi-resource-command"):
-        path = str(bin_dir / name) if (bin_dir / name).exists() else shutil.which(name)
-        if path is not None:
-            found[name] = Path(path)
-            continue
-        refusal = bin_dir.parent / "unavailable" / name
-        if refusal.exists():
-            pytest.skip(f"{name} could not be built here: {refusal.read_text().strip()[:300]}")
-        pytest.fail(f"{name} missing from {bin_dir}: run `scripts/toolchain.sh ensure`")
-    return found["pulumi"]
-
-
-def _with_virtualenv(path: Path) -> None:
-    """Point a copied Pulumi.yaml / PulumiPolicy.yaml at this interpreter's venv (absolute)."""
-    text = path.read_text()
-    edited = re.sub(r"(?m)^(\s+virtualenv:).*$", rf"\1 {VENV}", text)
-    assert edited != text, path
-    path.write_text(edited)
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Project:
-    """A copy of the project and of the policy pack, with a private file backend."""
-
-    directory: Path
-    policy: Path
-    pulumi: Path
-    env: dict[str, str]
-
-    def run(self, *args: str, succeed: bool = True) -> str:
-        """Run ``pulumi ARGS --non-interactive``; assert it succeeds (or fails); its output."""
-        result = subprocess.run(
-            [str(self.pulumi), *args, "--non-interactive"],
-            cwd=self.directory,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
-        )
-        output = result.stdout + result.stderr
-        assert (result.returncode == 0) is succeed, (
-            f"pulumi {args[0]}: {result.returncode}\n{output}"
-        )
-        return output
-
-
 @pytest.fixture
-def project(tmp_path: Path) -> _Project:
+def project(tmp_path: Path) -> EngineProject:
     """The project (Pulumi.yaml, __main__.py, infra/, backend/, the staging stack) and the policy
     pack copied into ``tmp_path``, both pointed at this venv, the stack's secret set."""
-    bin_dir = _toolchain_bin()
-    pulumi = _engine_or_skip(bin_dir)
-    directory = tmp_path / "project"
-    directory.mkdir()
-    for name in ("Pulumi.yaml", "__main__.py", "Pulumi.staging.yaml"):
-        shutil.copy(REPO / name, directory / name)
+    tools = (*ENGINE_TOOLS, "pulumi-resource-command")
+    made = copy_project(tmp_path, stack="staging", tools=tools)
     ignore = shutil.ignore_patterns("__pycache__", "build")
-    for name in ("infra", "backend"):
-        shutil.copytree(REPO / name, directory / name, ignore=ignore)
-    _with_virtualenv(directory / "Pulumi.yaml")
-    policy = tmp_path / "policy"
-    shutil.copytree(POLICY, policy, ignore=ignore)
-    _with_virtualenv(policy / "PulumiPolicy.yaml")
-    (tmp_path / "state").mkdir()
-    env = dict(os.environ)
-    env.update(
-        PATH=f"{bin_dir}{os.pathsep}{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}",
-        PULUMI_HOME=str(tmp_path / "home"),
-        PULUMI_BACKEND_URL=f"file://{tmp_path / 'state'}",
-        PULUMI_CONFIG_PASSPHRASE="test",
-        PULUMI_SKIP_UPDATE_CHECK="true",
-        PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true",
-    )
-    made = _Project(directory=directory, policy=policy, pulumi=pulumi, env=env)
-    made.run("stack", "init", "staging")
+    shutil.copytree(POLICY, tmp_path / "policy", ignore=ignore)
+    with_virtualenv(tmp_path / "policy" / "PulumiPolicy.yaml")
     made.run("config", "set", "--secret", "realtime-fly:tokenSigningKey", "policy-test-key")
     return made
+
+
+def _policy(project: EngineProject) -> str:
+    return str(project.directory.parent / "policy")
 
 
 @pytest.mark.integration
 @pytest.mark.engine
 def test_engine_preview_of_the_staging_stack_passes(project: _Project) -> None:
-    """`pulumi preview --policy-pack` of the committed staging stack passes every policy."""
-    output = project.run("preview", "--policy-pack", str(project.policy))
-    assert "realtime-fly" in output
-    assert "mandatory" not in output
+    """`pulumi preview` of the committed staging stack with the pack passes every policy."""
+    output = project.preview(succeed=True)
+    assert re.search(r"\N{WHITE HEAVY CHECK MARK} realtime-fly@v[\d.]+ ", output), output
+    assert "[mandatory]" not in output
+    assert "realtime-staging-fly-toml" in output
 
 
 @pytest.mark.integration
 @pytest.mark.engine
-def test_engine_preview_stops_a_hand_edited_program(project: _Project) -> None:
-    """A program registering x-fly-toml with handlers ["tls", "http"] fails the preview with the
-    policy's name and message (preview runs no command)."""
+def test_engine_preview_stops_a_hand_edited_program(project: EngineProject) -> None:
+    """A program registering x-fly-toml with handlers ["tls", "http"] and a secret on a command
+    line fails the preview with the policies' names and messages (preview runs no command), and
+    no message repeats the secret."""
     (project.directory / "__main__.py").write_text(BAD_PROGRAM)
-    output = project.run("preview", "--policy-pack", str(project.policy), succeed=False)
-    assert "fly-toml-websocket-service" in output
-    assert 'services[0].ports[0].handlers = ["tls", "http"]' in output
+    output = project.preview(succeed=False)
+    assert "[mandatory]  fly-toml-websocket-service" in output
+    assert 'x-fly-toml: services[0].ports[0].handlers = ["tls", "http"]: must be' in output
+    assert "[mandatory]  no-secrets-on-command-lines" in output
+    assert "[mandatory]  secrets-step-logs-nothing" in output
+    assert "s3cr3t-value" not in output
