@@ -13,6 +13,7 @@ cut idle connections: this is why the backend pings (docs/EDGE_FINDINGS.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -32,25 +33,26 @@ PINGING = {"PING_INTERVAL": "1", "PING_TIMEOUT": "5"}
 NOT_PINGING = {"PING_INTERVAL": "86400", "PING_TIMEOUT": "5"}
 
 
+def _idle_timing_edge(
+    factory: pytest.TempPathFactory, name: str, backend_env: dict[str, str]
+) -> contextlib.AbstractContextManager[Edge]:
+    return running_edge(
+        factory.mktemp(name),
+        fly=dev_fly_config(),
+        backend_env=backend_env,
+        tunnel_timeout=EDGE_IDLE,
+    )
+
+
 @pytest.fixture(scope="module")
 def pinging_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
-    with running_edge(
-        tmp_path_factory.mktemp("keepalive-ping"),
-        fly=dev_fly_config(),
-        backend_env=PINGING,
-        tunnel_timeout=EDGE_IDLE,
-    ) as edge:
+    with _idle_timing_edge(tmp_path_factory, "keepalive-ping", PINGING) as edge:
         yield edge
 
 
 @pytest.fixture(scope="module")
 def silent_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
-    with running_edge(
-        tmp_path_factory.mktemp("keepalive-silent"),
-        fly=dev_fly_config(),
-        backend_env=NOT_PINGING,
-        tunnel_timeout=EDGE_IDLE,
-    ) as edge:
+    with _idle_timing_edge(tmp_path_factory, "keepalive-silent", NOT_PINGING) as edge:
         yield edge
 
 
