@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from realtime.broker import Broker, BrokerError, OnEvent, create_broker
 from realtime.broker.redis import RedisBroker, RedisOptions
-from realtime.ids import ClientMessageId, ConnId, Epoch
+from realtime.ids import ClientMessageId, ConnId, Epoch, RoomName
 from realtime.protocol import encode_message
 from realtime.settings import Settings
 from redis.asyncio import Redis
@@ -216,3 +216,55 @@ async def test_join_handover_has_no_gap_or_duplicate(broker_factory: BrokerFacto
         assert delivered == list(range(1, recovery.offset + 1))
         await asyncio.sleep(0.005)
     await sending
+
+
+async def test_lost_subscription_replays_missed_messages_in_order(
+    broker_factory: BrokerFactory, options: RedisOptions
+) -> None:
+    """When the subscription connection is killed, the reader reconnects and delivers the
+    messages published meanwhile from history: each once, in offset order."""
+    inbox = Inbox()
+    reader = await broker_factory(inbox)
+    writer = await broker_factory(Inbox())
+    await reader.subscribe(ROOM)
+    await writer.append(ROOM, BOB, ClientMessageId("m0"), "x")
+    await wait_for(lambda: len(inbox.events) == 1)
+    assert isinstance(reader, RedisBroker)
+    async with Redis.from_url(options.url, decode_responses=True) as admin:
+        clients = await admin.client_list()
+        (sub,) = [c for c in clients if c["name"] == f"rt:sub:{reader.instance}"]
+        await admin.client_kill_filter(_id=sub["id"])
+    for i in range(1, 30):
+        await writer.append(ROOM, BOB, ClientMessageId(f"m{i}"), "x")
+    await wait_for(lambda: len(inbox.events) >= 30)
+    await asyncio.sleep(0.2)
+    offsets = [json.loads(frame)["offset"] for _, frame in inbox.events]
+    assert offsets == list(range(1, 31))
+    assert reader.ready
+
+
+async def test_resubscribes_every_room_in_batches(
+    options: RedisOptions, redis_server: RedisServer
+) -> None:
+    """After a Redis restart every subscribed room is subscribed again (batches of 10 here)."""
+    async with Redis.from_url(options.url) as admin:
+        await admin.flushall()
+    inbox = Inbox()
+    broker = RedisBroker(inbox, dataclasses.replace(options, subscribe_batch=10))
+    await broker.start()
+    rooms = [RoomName(f"room-{i}") for i in range(25)]
+    try:
+        for room in rooms:
+            await broker.subscribe(room)
+        redis_server.restart()
+        await wait_for(lambda: not broker.ready)
+        await wait_for(lambda: broker.ready, timeout=10.0)
+        async with Redis.from_url(options.url) as admin:
+            assert await admin.pubsub_numsub(*(f"rt:room:{r}" for r in rooms)) == [
+                (f"rt:room:{r}".encode(), 1) for r in rooms
+            ]
+        for room in rooms:
+            await broker.publish_ephemeral(room, '{"type":"typing"}')
+        await wait_for(lambda: {room for room, _ in inbox.events} == set(rooms))
+    finally:
+        await broker.close()

@@ -183,13 +183,13 @@ class _History:
 class _Keys:
     """Key and channel names; a room's keys share the hash tag ``{room}``."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, instance: str) -> None:
         self.prefix = prefix
         self.presence_rooms = f"{prefix}:presence-rooms"
         self.channel_prefix = f"{prefix}:room:"
         # each instance also subscribes its own control channel: the heartbeat publishes
         # there to check the subscription end to end
-        self.control = f"{prefix}:instance:{secrets.token_hex(6)}"
+        self.control = f"{prefix}:instance:{instance}"
 
     def channel(self, room: RoomName) -> str:
         return self.channel_prefix + room
@@ -211,11 +211,14 @@ class RedisBroker(Broker):
     def __init__(self, on_event: OnEvent, options: RedisOptions) -> None:
         super().__init__(on_event)
         self.options = options
-        self._keys = _Keys(options.key_prefix)
+        self.instance = secrets.token_hex(6)
+        """A random id of this instance: its control channel and Redis client names."""
+        self._keys = _Keys(options.key_prefix, self.instance)
         try:
             self._redis: Redis = Redis.from_url(
                 options.url,
                 decode_responses=True,
+                client_name=f"{options.key_prefix}:cmd:{self.instance}",
                 socket_timeout=options.command_timeout,
                 socket_connect_timeout=options.command_timeout,
                 # one retry: a pooled connection may be stale after a Redis restart; a retried
@@ -225,6 +228,7 @@ class RedisBroker(Broker):
             self._sub_redis: Redis = Redis.from_url(
                 options.url,
                 decode_responses=True,
+                client_name=f"{options.key_prefix}:sub:{self.instance}",
                 socket_connect_timeout=options.command_timeout,
                 retry=Retry(NoBackoff(), 0),
             )
@@ -273,11 +277,13 @@ class RedisBroker(Broker):
             return
         self._closed = True
         self._connected = False
-        for task in (self._heartbeat, self._reader):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        tasks = [task for task in (self._heartbeat, self._reader) if task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # both loops also stop on _closed: a cancellation that redis-py or an expiring
+            # asyncio.timeout turns into an error still ends them
+            await asyncio.wait(tasks, timeout=2 * self.options.command_timeout)
         await self._drop_pubsub()
         with contextlib.suppress(RedisError, OSError):
             await self._remove_owned_presence()
@@ -624,9 +630,9 @@ class RedisBroker(Broker):
 
     async def _heartbeat_loop(self) -> None:
         period = self.options.presence_heartbeat
-        while True:
+        while not self._closed:
             await asyncio.sleep(period * random.uniform(0.9, 1.1))  # noqa: S311 jitter
-            if not self._connected:
+            if not self._connected or self._closed:
                 continue
             try:
                 await self._check_subscription(period)
