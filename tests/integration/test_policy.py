@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -35,10 +34,8 @@ from infra.render import render_fly_toml
 from infra.stack import load_stack_file
 from infra.targets import plan_for
 from tests.integration.engine_project import (
-    ENGINE_TOOLS,
     EngineProject,
     copy_project,
-    with_virtualenv,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -391,21 +388,26 @@ BAD_PROGRAM = textwrap.dedent(
 )
 
 
+class _Project:
+    """A copy of the project (``engine_project.copy_project``) previewed with the policy pack."""
+
+    def __init__(self, engine: EngineProject) -> None:
+        self.engine = engine
+        self.directory = engine.directory
+
+    def preview(self, *, succeed: bool) -> str:
+        """``pulumi preview --policy-pack policy/run-pack``; assert it succeeds (or fails)."""
+        pack = str(POLICY / "run-pack")
+        return self.engine.run("preview", "--policy-pack", pack, succeed=succeed).output
+
+
 @pytest.fixture
-def project(tmp_path: Path) -> EngineProject:
-    """The project (Pulumi.yaml, __main__.py, infra/, backend/, the staging stack) and the policy
-    pack copied into ``tmp_path``, both pointed at this venv, the stack's secret set."""
-    tools = (*ENGINE_TOOLS, "pulumi-resource-command")
-    made = copy_project(tmp_path, stack="staging", tools=tools)
-    ignore = shutil.ignore_patterns("__pycache__", "build")
-    shutil.copytree(POLICY, tmp_path / "policy", ignore=ignore)
-    with_virtualenv(tmp_path / "policy" / "PulumiPolicy.yaml")
-    made.run("config", "set", "--secret", "realtime-fly:tokenSigningKey", "policy-test-key")
-    return made
-
-
-def _policy(project: EngineProject) -> str:
-    return str(project.directory.parent / "policy")
+def project(tmp_path: Path) -> _Project:
+    """The project (Pulumi.yaml, __main__.py, infra/, backend/, the staging stack) copied into
+    ``tmp_path`` with its own backend, the stack's secret set."""
+    engine = copy_project(tmp_path, stack="staging")
+    engine.run("config", "set", "--secret", "realtime-fly:tokenSigningKey", "policy-test-key")
+    return _Project(engine)
 
 
 @pytest.mark.integration
@@ -420,7 +422,7 @@ def test_engine_preview_of_the_staging_stack_passes(project: _Project) -> None:
 
 @pytest.mark.integration
 @pytest.mark.engine
-def test_engine_preview_stops_a_hand_edited_program(project: EngineProject) -> None:
+def test_engine_preview_stops_a_hand_edited_program(project: _Project) -> None:
     """A program registering x-fly-toml with handlers ["tls", "http"] and a secret on a command
     line fails the preview with the policies' names and messages (preview runs no command), and
     no message repeats the secret."""
