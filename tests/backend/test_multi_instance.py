@@ -220,6 +220,20 @@ async def _pumping(*members: Member) -> list[asyncio.Task[None]]:
     return [asyncio.create_task(member.pump()) for member in members]
 
 
+async def _alice_on_a_bob_on_b(
+    a: Instance, b: Instance
+) -> tuple[Member, Member, list[asyncio.Task[None]]]:
+    """Alice joined on A, Bob on B, both read by pump tasks."""
+    alice, bob = Member("alice"), Member("bob")
+    await alice.connect(a)
+    await bob.connect(b)
+    return alice, bob, await _pumping(alice, bob)
+
+
+def _seen_by(ident: str, *members: Member) -> Callable[[], bool]:
+    return lambda: all(ident in member.ids for member in members)
+
+
 async def _metric(instance: Instance, name: str) -> float:
     """One sample of an instance's /metrics."""
     reader, writer = await asyncio.open_connection("127.0.0.1", instance.http_port)
@@ -289,10 +303,7 @@ async def test_messages_typing_and_presence_cross_instances(cluster: Cluster) ->
 async def test_client_recovers_missed_messages_on_the_other_instance(cluster: Cluster) -> None:
     """A client of A that missed messages sent via B reconnects to B and gets exactly them."""
     a, b = await cluster(2)
-    alice, bob = Member("alice"), Member("bob")
-    await alice.connect(a)
-    await bob.connect(b)
-    pumps = await _pumping(alice, bob)
+    alice, bob, pumps = await _alice_on_a_bob_on_b(a, b)
     assert bob.client is not None
     assert alice.client is not None
     for i in range(3):
@@ -314,10 +325,7 @@ async def test_client_recovers_missed_messages_on_the_other_instance(cluster: Cl
 async def test_sigkill_instance_users_leave_presence_within_30s(cluster: Cluster) -> None:
     """SIGKILL on A: B's members get A's users' leave once the entries expired (< 30 s)."""
     a, b = await cluster(2)
-    alice, bob = Member("alice"), Member("bob")
-    await alice.connect(a)
-    await bob.connect(b)
-    pumps = await _pumping(bob)
+    _, bob, pumps = await _alice_on_a_bob_on_b(a, b)
     a.signal(signal.SIGKILL)
     killed = time.monotonic()
     await bob.next_of("presence", event="leave", user={"id": "alice", "name": "alice"}, timeout=30)
@@ -400,10 +408,7 @@ async def test_redis_restart_recovers_within_5s(
     """Redis restarts: instances are unready and refuse messages meanwhile, are ready again
     within 5 s of Redis being back, rebuild presence and lose no message acknowledged after."""
     a, b = await cluster(2)
-    alice, bob = Member("alice"), Member("bob")
-    await alice.connect(a)
-    await bob.connect(b)
-    pumps = await _pumping(alice, bob)
+    alice, bob, pumps = await _alice_on_a_bob_on_b(a, b)
     assert alice.client is not None
     assert bob.client is not None
     await alice.client.send(type="message", room="lobby", id="before", body="x")
@@ -467,7 +472,7 @@ async def test_slow_consumer_does_not_delay_others(cluster: Cluster) -> None:
     for i in range(20):
         started = time.monotonic()
         await sender.client.send(type="message", room="lobby", id=f"probe-{i}", body="p")
-        await _until(lambda i=i: f"probe-{i}" in fast_a.ids and f"probe-{i}" in fast_b.ids)
+        await _until(_seen_by(f"probe-{i}", fast_a, fast_b))
         probe_ms.append((time.monotonic() - started) * 1000)
     probe_ms.sort()
     print(
