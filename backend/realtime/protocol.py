@@ -10,6 +10,7 @@ exception to a close code. docs/PROTOCOL.md documents all of it.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -324,6 +325,11 @@ def encode_welcome(version: int, conn: ConnId, user: User, heartbeat: float) -> 
     )
 
 
+@functools.lru_cache(maxsize=65536)
+def _user_json(user: User) -> str:
+    return _dumps(_user(user))
+
+
 def encode_joined(
     room: RoomName,
     *,
@@ -333,17 +339,14 @@ def encode_joined(
     recovered: bool | None,
     replayed: int,
 ) -> str:
-    frame: dict[str, Any] = {
-        "type": "joined",
-        "room": room,
-        "epoch": epoch,
-        "offset": offset,
-        "presence": [_user(user) for user in presence],
-    }
+    """The ``joined`` frame. The presence snapshot is spliced from per-user JSON kept in a
+    cache: a join into a big room costs a string join, not a fresh encode of every user."""
+    frame: dict[str, Any] = {"type": "joined", "room": room, "epoch": epoch, "offset": offset}
     if recovered is not None:
         frame["recovered"] = recovered
         frame["replayed"] = replayed
-    return _dumps(frame)
+    users = ",".join([_user_json(user) for user in presence])
+    return f'{_dumps(frame)[:-1]},"presence":[{users}]}}'
 
 
 def encode_left(room: RoomName) -> str:
@@ -410,6 +413,14 @@ def encode_presence(room: RoomName, user: User, *, online: bool) -> str:
             "user": _user(user),
         }
     )
+
+
+_PRESENCE_PREFIX = '{"type":"presence"'
+
+
+def is_presence(frame: str) -> bool:
+    """Whether an encoded frame is a ``presence`` frame (encoders write ``type`` first)."""
+    return frame.startswith(_PRESENCE_PREFIX)
 
 
 def encode_pong(ref: str | None) -> str:

@@ -1,10 +1,18 @@
 """The WebSocket transport: handshakes, sessions, local rooms and fan-out.
 
 This layer only moves frames: parsing and validation live in :mod:`realtime.protocol`, room
-logic in :mod:`realtime.rooms`, shared state behind :mod:`realtime.broker`. Every write is
-non-blocking (``websockets.broadcast``-style): a broadcast frame is encoded once and pushed
-to each local member's transport; a connection whose send buffer grows above
+logic in :mod:`realtime.rooms`, shared state behind :mod:`realtime.broker`.
+
+Fan-out: every write is non-blocking (``websockets.broadcast``-style, no per-recipient task
+or await). A broadcast frame is JSON-encoded once and framed once, by websockets' own
+:meth:`Frame.serialize <websockets.frames.Frame.serialize>`: server frames are unmasked and
+compression is off, so the bytes on the wire are the same for every recipient and go to
+each transport as they are. A connection whose send buffer grows above
 ``SEND_BUFFER_BYTES`` is closed with 4009 while everyone else keeps receiving.
+
+Presence diffs are coalesced per room for ``PRESENCE_BATCH_SECONDS``: a burst of joins
+(a reconnect storm, a deploy) costs each member one write per batch instead of one per
+join. Each diff is still its own ``presence`` frame, in order.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
@@ -47,6 +56,7 @@ from realtime.protocol import (
     encode_presence,
     encode_typing,
     encode_welcome,
+    is_presence,
     negotiate,
     parse,
 )
@@ -58,6 +68,8 @@ logger = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 64 * 1024
 SLOW_CLOSE_GRACE = 10.0
 """Seconds a slow consumer gets to read its backlog and the 4009 close before an abort."""
+PRESENCE_BATCH_SECONDS = 0.1
+"""Presence diffs of a room are written to its members at most this often."""
 
 _OPEN = State.OPEN
 
@@ -101,6 +113,7 @@ class RealtimeServer:
         self.port = 0
         self._rooms: dict[RoomName, _LocalRoom] = {}
         self._sessions: set[Session] = set()
+        self._presence_pending: dict[RoomName, list[bytes]] = {}
         self._open = 0
         self._typing = TypingTracker(ttl=settings.typing_ttl, throttle=settings.typing_throttle)
         self._server: Server | None = None
@@ -450,13 +463,32 @@ class RealtimeServer:
     def _deliver(self, room: RoomName, frame: str) -> None:
         """The broker's ``on_event``: push one encoded frame to every local member."""
         local = self._rooms.get(room)
-        if local is not None:
-            self._fanout(local.members, frame.encode())
+        if local is None:
+            return
+        if is_presence(frame):
+            pending = self._presence_pending.get(room)
+            if pending is None:
+                self._presence_pending[room] = [_wire(frame)]
+                asyncio.get_running_loop().call_later(
+                    PRESENCE_BATCH_SECONDS, self._flush_presence, room
+                )
+            else:
+                pending.append(_wire(frame))
+            return
+        self._fanout(local.members, _wire(frame))
+
+    def _flush_presence(self, room: RoomName) -> None:
+        frames = self._presence_pending.pop(room, [])
+        local = self._rooms.get(room)
+        if local is not None and frames:
+            self._fanout(local.members, b"".join(frames), len(frames))
 
     def _write(self, ws: ServerConnection, frame: str) -> None:
-        self._fanout((ws,), frame.encode())
+        self._fanout((ws,), _wire(frame))
 
-    def _fanout(self, members: Iterable[ServerConnection], data: bytes) -> None:
+    def _fanout(self, members: Iterable[ServerConnection], wire: bytes, frames: int = 1) -> None:
+        """Write ``wire`` (``frames`` serialized frames) to every open member, without
+        blocking; close the members whose send buffer went above the limit."""
         limit = self.settings.send_buffer_bytes
         sent = dropped = 0
         slow: list[ServerConnection] = []
@@ -465,18 +497,18 @@ class RealtimeServer:
             if protocol.state is not _OPEN:
                 dropped += 1
                 continue
+            transport = ws.transport
             try:
-                protocol.send_text(data)
-                ws.send_data()
-                if ws.transport.get_write_buffer_size() > limit:
-                    slow.append(ws)
+                transport.write(wire)
             except Exception:
                 dropped += 1
                 continue
+            if transport.get_write_buffer_size() > limit:
+                slow.append(ws)
             sent += 1
-        self.metrics.messages_out.inc(sent)
+        self.metrics.messages_out.inc(sent * frames)
         if dropped:
-            self.metrics.dropped.inc(dropped)
+            self.metrics.dropped.inc(dropped * frames)
         for ws in slow:
             self._close_slow(ws)
 
@@ -496,6 +528,11 @@ class RealtimeServer:
             if transport is not None and not transport.is_closing():
                 total += transport.get_write_buffer_size()
         return float(total)
+
+
+def _wire(frame: str) -> bytes:
+    """The bytes of one unmasked, uncompressed text frame: the same for every recipient."""
+    return Frame(Opcode.TEXT, frame.encode()).serialize(mask=False, extensions=[])
 
 
 def _abort_if_open(ws: ServerConnection) -> None:
