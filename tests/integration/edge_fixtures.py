@@ -36,6 +36,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from playwright.sync_api import Browser, sync_playwright
 
 from infra.local.certs import ensure_certificates
 from infra.local.edge import Instance, edge_port, fly_services, render_haproxy
@@ -291,7 +292,15 @@ def chromium_args(edge: Edge) -> list[str]:
     return [*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={edge.spki}"]
 
 
-def require_chromium() -> None:
-    """Fail (not skip) when Debian's chromium is missing: the browser tier needs it."""
+@contextlib.contextmanager
+def chromium(edge: Edge) -> Iterator[Browser]:
+    """Debian's chromium under Playwright, trusting ``edge``'s certificate; fails (does not
+    skip) when chromium is missing: the browser tier needs it."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} not installed: `apt-get install chromium` (.ci/run does)")
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=chromium_args(edge))
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -12,15 +12,13 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.integration.edge_fixtures import (
     ARTIFACTS,
-    CHROMIUM,
     Edge,
-    chromium_args,
+    chromium,
     dev_fly_config,
-    require_chromium,
     running_edge,
 )
 
@@ -36,19 +34,9 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
 
 
 @pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    require_chromium()
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright, edge: Edge) -> Iterator[Browser]:
-    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_args(edge))
-    try:
-        yield chromium
-    finally:
-        chromium.close()
+def browser(edge: Edge) -> Iterator[Browser]:
+    with chromium(edge) as running:
+        yield running
 
 
 def _join(browser: Browser, edge: Edge, name: str, room: str) -> Page:

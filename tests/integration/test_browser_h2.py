@@ -16,14 +16,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Error, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Error, Page
 
 from tests.integration.edge_fixtures import (
-    CHROMIUM,
     Edge,
-    chromium_args,
+    chromium,
     dev_fly_config,
-    require_chromium,
     running_edge,
 )
 
@@ -54,17 +52,6 @@ def h2_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
 def pinned_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     with running_edge(tmp_path_factory.mktemp("pinned-edge"), fly=dev_fly_config()) as edge:
         yield edge
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    require_chromium()
-    with sync_playwright() as driver:
-        yield driver
-
-
-def _chromium(playwright: Playwright, edge: Edge) -> Browser:
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_args(edge))
 
 
 def _exchange(
@@ -135,11 +122,10 @@ def _page(browser: Browser, edge: Edge) -> Page:
 
 
 def test_chromium_websocket_offers_only_http11_so_it_works_even_when_h2_is_offered(
-    playwright: Playwright, h2_edge: Edge
+    h2_edge: Edge,
 ) -> None:
     """Chromium's wss:// negotiates http/1.1 on the h2 edge; loading that port as https fails."""
-    browser = _chromium(playwright, h2_edge)
-    try:
+    with chromium(h2_edge) as browser:
         page = _page(browser, h2_edge)
         before = len(h2_edge.alpn_log(8081))
         token = h2_edge.dev_token("chromium")
@@ -159,21 +145,16 @@ def test_chromium_websocket_offers_only_http11_so_it_works_even_when_h2_is_offer
         token = h2_edge.dev_token("chromium-again")
         assert page.evaluate(_OPEN_SOCKET, [h2_edge.wss_url, token]) == "welcome"
         assert _new_alpn(h2_edge, before) == ["http/1.1"]
-    finally:
-        browser.close()
 
 
 def test_chromium_loading_the_pinned_websocket_port_speaks_http11(
-    playwright: Playwright, pinned_edge: Edge
+    pinned_edge: Edge,
 ) -> None:
     """On the pinned edge Chromium's https load of the WebSocket port gets the backend's 426."""
-    browser = _chromium(playwright, pinned_edge)
-    try:
+    with chromium(pinned_edge) as browser:
         page = browser.new_page()
         before = len(pinned_edge.alpn_log(8081))
         response = page.goto(f"https://localhost:{pinned_edge.wss_port}/")
         assert response is not None
         assert response.status == 426
         assert set(_new_alpn(pinned_edge, before)) == {"http/1.1"}
-    finally:
-        browser.close()
