@@ -268,3 +268,20 @@ async def test_resubscribes_every_room_in_batches(
         await wait_for(lambda: {room for room, _ in inbox.events} == set(rooms))
     finally:
         await broker.close()
+
+
+async def test_reaper_covers_every_room(broker_factory: BrokerFactory) -> None:
+    """Expired entries in more rooms than one pipelined batch all produce their leave."""
+    inbox = Inbox()
+    survivor = await broker_factory(inbox)
+    crashed = await broker_factory(Inbox())
+    rooms = [RoomName(f"room-{i}") for i in range(150)]
+    for room in rooms:
+        await survivor.subscribe(room)
+        assert await crashed.presence_join(room, ALICE, ConnId(f"c-{room}"))
+    assert isinstance(crashed, RedisBroker)
+    crashed._owned.clear()  # the crash: its heartbeat stops refreshing the entries
+    await wait_for(lambda: len(inbox.events) >= len(rooms), timeout=5.0)
+    await asyncio.sleep(0.5)
+    assert sorted(room for room, _ in inbox.events) == sorted(rooms)
+    assert all('"event":"leave"' in frame for _, frame in inbox.events)

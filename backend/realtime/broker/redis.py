@@ -52,6 +52,8 @@ from realtime.settings import Settings
 logger = logging.getLogger(__name__)
 
 _OFFSET_MARK = '"offset":0,"epoch":""'
+_PIPELINE_ROOMS = 100
+"""Rooms per pipelined round trip of the heartbeat and the reaper."""
 _ALIGN_TIMEOUT = 2.0
 """Seconds a history read waits for the reader to deliver up to the offset it reports."""
 
@@ -618,6 +620,12 @@ class RedisBroker(Broker):
                 del self._owned[room]
 
     async def _join_entries(self, room: RoomName, entries: dict[ConnId, User]) -> set[str]:
+        online = await self._join_script(
+            keys=self._keys.presence(room), args=self._join_args(room, entries)
+        )
+        return set(online)
+
+    def _join_args(self, room: RoomName, entries: dict[ConnId, User]) -> list[str | int]:
         args: list[str | int] = [
             math.ceil(self.options.presence_ttl * 1000),
             math.ceil(self.options.presence_ttl * 3),
@@ -625,8 +633,7 @@ class RedisBroker(Broker):
         ]
         for conn, user in entries.items():
             args += [conn, user.id, user.name, encode_presence(room, user, online=False)]
-        online = await self._join_script(keys=self._keys.presence(room), args=args)
-        return set(online)
+        return args
 
     async def _heartbeat_loop(self) -> None:
         period = self.options.presence_heartbeat
@@ -655,23 +662,40 @@ class RedisBroker(Broker):
         await self._redis.publish(self._keys.control, "ping")
 
     async def _refresh_presence(self) -> None:
-        """Extend this instance's entries; re-add (and announce) those Redis lost."""
-        for room, conns in list(self._owned.items()):
-            online = await self._join_entries(room, dict(conns))
-            for user in {user.id: user for user in conns.values()}.values():
-                if user.id in online:
-                    await self._publish(room, encode_presence(room, user, online=True))
+        """Extend this instance's entries; re-add (and announce) those Redis lost. One
+        pipelined round trip per :data:`_PIPELINE_ROOMS` rooms."""
+        owned = [(room, dict(conns)) for room, conns in self._owned.items()]
+        for start in range(0, len(owned), _PIPELINE_ROOMS):
+            chunk = owned[start : start + _PIPELINE_ROOMS]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for room, conns in chunk:
+                    await self._join_script(
+                        keys=self._keys.presence(room),
+                        args=self._join_args(room, conns),
+                        client=pipe,
+                    )
+                replies = await pipe.execute()
+            for (room, conns), online in zip(chunk, replies, strict=True):
+                for user in {user.id: user for user in conns.values()}.values():
+                    if user.id in online:
+                        await self._publish(room, encode_presence(room, user, online=True))
 
     async def _reap(self) -> None:
         """Remove expired entries of every room; the script publishes the leaves."""
-        rooms = await self._redis.smembers(self._keys.presence_rooms)
-        for room in rooms:
-            room_name = RoomName(str(room))
-            gone = await self._reap_script(
-                keys=self._keys.presence(room_name), args=[room, self._keys.channel(room_name)]
-            )
-            if gone:
-                logger.info("reaped expired presence", extra={"room": room, "count": gone})
+        rooms = sorted(await self._redis.smembers(self._keys.presence_rooms))
+        for start in range(0, len(rooms), _PIPELINE_ROOMS):
+            chunk = [RoomName(str(room)) for room in rooms[start : start + _PIPELINE_ROOMS]]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for room in chunk:
+                    await self._reap_script(
+                        keys=self._keys.presence(room),
+                        args=[room, self._keys.channel(room)],
+                        client=pipe,
+                    )
+                replies = await pipe.execute()
+            for room, gone in zip(chunk, replies, strict=True):
+                if gone:
+                    logger.info("reaped expired presence", extra={"room": room, "count": gone})
 
     # errors
 
