@@ -40,7 +40,6 @@ from tests.integration.engine_project import (
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = REPO / "policy"
-VENV = Path(sys.prefix)
 STACKS = sorted(REPO.glob("Pulumi.*.yaml"))
 STACK_IDS = [path.name for path in STACKS]
 
