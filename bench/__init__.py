@@ -1,0 +1,1 @@
+"""Benchmarks: the backend side by side with its peers under one load generator (make bench)."""

@@ -1,0 +1,1 @@
+"""Peer servers measured with the same load generator and workload as the backend."""

@@ -1,0 +1,326 @@
+"""The processes under test: the backend, the peers, redis-server and the TLS edge.
+
+Each is started in its own session with its output in a log file under the run's work
+directory, waited for on its TCP port and stopped with SIGTERM (SIGKILL after a grace). The
+signing secret reaches servers through their environment only, never a command line or file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from bench.centrifugo import CENTRIFUGO_NAMESPACE
+
+REPO = Path(__file__).resolve().parents[1]
+START_TIMEOUT = 30.0
+
+
+class ServerError(RuntimeError):
+    """A server did not start; the message names the command and shows its log's tail."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    """One running process under test and where clients reach it."""
+
+    name: str
+    url: str
+    protocol: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def rss(self) -> int:
+        """Resident set size in bytes, children included (none of ours fork)."""
+        return int(psutil.Process(self.pid).memory_info().rss)
+
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.pid).cpu_times()
+        return float(times.user + times.system)
+
+    def pin(self, cpus: Sequence[int] | None) -> None:
+        if cpus:
+            process = psutil.Process(self.pid)
+            for thread in process.threads():
+                with contextlib.suppress(psutil.Error, OSError):
+                    os.sched_setaffinity(thread.id, list(cpus))
+            process.cpu_affinity(list(cpus))
+
+
+def _wait_tcp(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerError(f"{process.args!r} exited {process.returncode}: {_tail(log)}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise ServerError(f"port {port} not listening after {START_TIMEOUT}s: {_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    try:
+        return log.read_text(errors="replace")[-2000:]
+    except OSError:
+        return "(no log)"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def _running(
+    name: str,
+    argv: Sequence[str],
+    *,
+    port: int,
+    workdir: Path,
+    env: Mapping[str, str],
+    cwd: Path = REPO,
+    cpus: Sequence[int] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    log = workdir / f"{name}.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        if cpus:
+            psutil.Process(process.pid).cpu_affinity(list(cpus))
+        _wait_tcp(port, process, log)
+        yield process
+    finally:
+        _stop(process)
+
+
+def _base_env() -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
+
+
+BACKEND_LIMITS = {
+    # every limit stays on and is checked per frame; the values are raised so that the
+    # benchmark's few senders and thousands of connections are measured, not refused
+    "RATE_LIMIT_PER_SECOND": "1000000",
+    "RATE_LIMIT_BURST": "1000000",
+    "MAX_CONNECTIONS": "60000",
+}
+
+
+@contextlib.contextmanager
+def backend(
+    workdir: Path,
+    *,
+    secret: str,
+    name: str = "realtime",
+    redis_url: str = "",
+    cpus: Sequence[int] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[Server]:
+    """``python -m realtime`` with every feature on (auth, presence, history, limits)."""
+    ws_port, http_port = free_port(), free_port()
+    env = {
+        **_base_env(),
+        "HOST": "127.0.0.1",
+        "WS_PORT": str(ws_port),
+        "HTTP_PORT": str(http_port),
+        "TOKEN_SIGNING_KEY": secret,
+        "REDIS_URL": redis_url,
+        "LOG_LEVEL": "WARNING",
+        "LOG_FORMAT": "text",
+        **BACKEND_LIMITS,
+        **(extra_env or {}),
+    }
+    argv = [sys.executable, "-m", "realtime"]
+    with _running(
+        name, argv, port=ws_port, workdir=workdir, env=env, cwd=REPO / "backend", cpus=cpus
+    ) as process:
+        yield Server(
+            name,
+            f"ws://127.0.0.1:{ws_port}/",
+            "realtime",
+            process,
+            workdir / f"{name}.log",
+            {"http_port": http_port, "ws_port": ws_port},
+        )
+
+
+@contextlib.contextmanager
+def baseline(workdir: Path, *, cpus: Sequence[int] | None = None) -> Iterator[Server]:
+    """The websockets documentation's broadcast server (bench/peers/websockets_broadcast.py)."""
+    port = free_port()
+    argv = [sys.executable, str(REPO / "bench" / "peers" / "websockets_broadcast.py"), str(port)]
+    with _running(
+        "baseline", argv, port=port, workdir=workdir, env=_base_env(), cpus=cpus
+    ) as process:
+        yield Server(
+            "baseline", f"ws://127.0.0.1:{port}/", "baseline", process, workdir / "baseline.log"
+        )
+
+
+def centrifugo_config(port: int) -> dict[str, object]:
+    """Channels equivalent to the backend's rooms: one namespace with presence, join/leave
+    pushed to every member, history (offsets and epoch) of 500, client-side subscribe and
+    publish, HS256 tokens (the secret comes from the environment)."""
+    return {
+        "http_server": {"address": "127.0.0.1", "port": port},
+        "log": {"level": "error"},
+        "client": {"allowed_origins": ["*"]},
+        "channel": {
+            "namespaces": [
+                {
+                    "name": CENTRIFUGO_NAMESPACE,
+                    "presence": True,
+                    "join_leave": True,
+                    "force_push_join_leave": True,
+                    "history_size": 500,
+                    "history_ttl": "300s",
+                    "allow_subscribe_for_client": True,
+                    "allow_publish_for_subscriber": True,
+                }
+            ]
+        },
+    }
+
+
+@contextlib.contextmanager
+def centrifugo(
+    workdir: Path, *, binary: Path, secret: str, cpus: Sequence[int] | None = None
+) -> Iterator[Server]:
+    """Centrifugo v6 with :func:`centrifugo_config`; GOMAXPROCS follows the CPU pinning."""
+    port = free_port()
+    config = workdir / "centrifugo.json"
+    config.write_text(json.dumps(centrifugo_config(port), indent=2))
+    env = {
+        **_base_env(),
+        "CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY": secret,
+        "GOMAXPROCS": str(len(cpus)) if cpus else str(os.cpu_count() or 1),
+    }
+    argv = [str(binary), "--config", str(config)]
+    with _running("centrifugo", argv, port=port, workdir=workdir, env=env, cpus=cpus) as process:
+        server = Server(
+            "centrifugo",
+            f"ws://127.0.0.1:{port}/connection/websocket",
+            "centrifugo",
+            process,
+            workdir / "centrifugo.log",
+        )
+        server.pin(cpus)
+        yield server
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A throwaway redis-server without persistence; yields its URL and process."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ServerError("redis-server not found on PATH: apt-get install redis-server")
+    port = free_port()
+    argv = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+    ]
+    with _running("redis", argv, port=port, workdir=workdir, env=_base_env()) as process:
+        yield f"redis://127.0.0.1:{port}/0", process
+
+
+@contextlib.contextmanager
+def edge(workdir: Path, *, backend_server: Server) -> Iterator[tuple[str, str, Server]]:
+    """haproxy with the configuration of infra.local.edge for the dev services, in front of
+    ``backend_server``; yields the wss URL, the CA file clients trust and the edge process."""
+    from infra.local.certs import ensure_certificates  # noqa: PLC0415 only this scenario
+    from infra.local.edge import Instance, edge_port, render_haproxy  # noqa: PLC0415
+    from infra.model import FlyConfig, HttpService, WebSocketService  # noqa: PLC0415
+
+    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if not Path(binary).exists():
+        raise ServerError("haproxy not found: apt-get install haproxy")
+    fly = FlyConfig(
+        app="realtime-bench",
+        http_service=HttpService(),
+        services=(WebSocketService.build(alpn=("http/1.1",)),),
+    )
+    certificates = ensure_certificates(workdir / "tls", hosts=("localhost", "127.0.0.1"))
+    base = 20000 + free_port() % 40 * 100  # a port base nobody else uses in this run
+    while not all(_port_is_free(edge_port(p, base=base)) for p in (80, 443, 8081)):
+        base += 100
+    http_internal = HttpService().internal_port
+    instance = Instance(
+        name="app-1",
+        ports={
+            http_internal: int(str(backend_server.extra["http_port"])),
+            fly.websocket.internal_port: int(str(backend_server.extra["ws_port"])),
+        },
+    )
+    config = workdir / "haproxy.cfg"
+    config.write_text(
+        render_haproxy(
+            fly, instances=(instance,), certificate=str(certificates.edge), port_base=base
+        )
+    )
+    wss_port = edge_port(fly.websocket.public_port, base=base)
+    argv = [binary, "-db", "-f", str(config)]
+    with _running("haproxy", argv, port=wss_port, workdir=workdir, env=_base_env()) as process:
+        server = Server(
+            "edge", f"wss://localhost:{wss_port}/", "realtime", process, workdir / "haproxy.log"
+        )
+        yield f"wss://localhost:{wss_port}/", str(certificates.ca), server
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
