@@ -285,3 +285,24 @@ async def test_reaper_covers_every_room(broker_factory: BrokerFactory) -> None:
     await asyncio.sleep(0.5)
     assert sorted(room for room, _ in inbox.events) == sorted(rooms)
     assert all('"event":"leave"' in frame for _, frame in inbox.events)
+
+
+async def test_starts_not_ready_while_redis_is_down(
+    options: RedisOptions, redis_server: RedisServer
+) -> None:
+    """A broker started without Redis reports not ready, refuses appends, and becomes ready
+    when Redis comes up."""
+    redis_server.stop()
+    broker = RedisBroker(Inbox(), dataclasses.replace(options, command_timeout=0.5))
+    try:
+        await broker.start()
+        assert not broker.ready
+        with pytest.raises(BrokerError, match="redis is unavailable"):
+            await broker.append(ROOM, ALICE, ClientMessageId("m1"), "x")
+        redis_server.start()
+        await wait_for(lambda: broker.ready, timeout=10.0)
+        assert (await broker.append(ROOM, ALICE, ClientMessageId("m1"), "x")).offset == 1
+    finally:
+        await broker.close()
+        if not redis_server.running:
+            redis_server.start()

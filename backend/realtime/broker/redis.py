@@ -397,6 +397,10 @@ class RedisBroker(Broker):
         for room in rooms:
             if room in self._feeds:
                 await self._catch_up(room)
+        # rooms unsubscribed meanwhile (unsubscribe sends nothing while not connected)
+        stale = [self._keys.channel(room) for room in rooms if room not in self._feeds]
+        if stale:
+            await pubsub.unsubscribe(*stale)
         await self._refresh_presence()
         self._last_pong = time.monotonic()
         self._connected = True
