@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: help venv test lint typecheck pytest render lint-seed toolchain up down preview pulumi logs bench clean
+.PHONY: help venv test lint typecheck pytest render drift lint-seed toolchain up down preview pulumi logs bench clean
 
 help:
 	@echo "make test    - ruff, mypy --strict, pytest (creates .venv from nothing)"
@@ -17,7 +17,7 @@ help:
 	@echo "make bench   - run the benchmarks and write docs/PERFORMANCE.md"
 	@echo "make render STACK=production - print a stack's fly.toml"
 
-$(VENV)/.stamp: requirements.txt requirements-dev.txt backend/requirements.txt
+$(VENV)/.stamp: requirements.txt requirements-dev.txt backend/requirements.txt policy/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -30,7 +30,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 typecheck: venv
-	$(VENV)/bin/mypy infra backend/realtime
+	$(VENV)/bin/mypy infra backend/realtime policy
 
 pytest: venv toolchain
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -39,6 +39,10 @@ test: lint typecheck pytest
 
 render: venv
 	$(PY) -m infra render --stack $(STACK)
+
+# Shared settings that diverge between staging and production (exit 1): a pending backport.
+drift: venv
+	$(PY) -m infra drift
 
 # The incident's two configurations: the broken one must fail lint (exit 1), the fix must pass.
 lint-seed: venv
