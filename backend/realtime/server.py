@@ -191,7 +191,8 @@ class RealtimeServer:
 
     async def _close(self, ws: ServerConnection, code: CloseCode, reason: str = "") -> None:
         self.metrics.closes.labels(code=str(int(code))).inc()
-        await ws.close(code, reason)
+        # a close reason is at most 123 bytes of UTF-8
+        await ws.close(code, reason.encode()[:123].decode(errors="ignore"))
 
     # handshake
 
