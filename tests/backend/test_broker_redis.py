@@ -306,3 +306,22 @@ async def test_starts_not_ready_while_redis_is_down(
         await broker.close()
         if not redis_server.running:
             redis_server.start()
+
+
+async def test_silent_redis_makes_the_broker_unready(
+    options: RedisOptions, redis_server: RedisServer
+) -> None:
+    """Redis stops answering without closing sockets: after three silent heartbeats the
+    broker is not ready; when Redis answers again it reconnects."""
+    broker = RedisBroker(Inbox(), dataclasses.replace(options, command_timeout=0.5))
+    await broker.start()
+    try:
+        assert broker.ready
+        redis_server.pause()
+        try:
+            await wait_for(lambda: not broker.ready, timeout=5.0)
+        finally:
+            redis_server.resume()
+        await wait_for(lambda: broker.ready, timeout=10.0)
+    finally:
+        await broker.close()

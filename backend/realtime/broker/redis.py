@@ -655,12 +655,20 @@ class RedisBroker(Broker):
     async def _check_subscription(self, period: float) -> None:
         """Publish to this instance's control channel; a subscription that heard nothing
         of it for three periods is dropped so the reader reconnects."""
-        pubsub = self._pubsub
-        if pubsub is None:
+        if self._pubsub is None:
             return
-        if time.monotonic() - self._last_pong > 3 * period and pubsub.connection is not None:
+        if time.monotonic() - self._last_pong > 3 * period:
             logger.warning("redis subscription silent, reconnecting")
-            await pubsub.connection.disconnect(nowait=True)
+            self._connected = False
+            self._up.clear()
+            reader = self._reader
+            if reader is not None:
+                # a read on a silent socket may never fail by itself: cancel it, start over
+                reader.cancel()
+                await asyncio.wait([reader], timeout=self.options.command_timeout)
+            await self._drop_pubsub()
+            if not self._closed:
+                self._reader = asyncio.create_task(self._read_loop(), name="redis-reader")
             return
         # a round trip through Redis to our own subscription, not just a socket-level ping
         await self._redis.publish(self._keys.control, "ping")
