@@ -202,20 +202,29 @@ def _open_connections(deployment: Deployment) -> tuple[int, ...]:
     return tuple(counts)
 
 
+async def _settled_connections(deployment: Deployment, total: int) -> tuple[int, ...]:
+    """The gauges once they add up to ``total`` (a closed client is counted down a moment
+    after its close handshake, a new one up a moment after its welcome)."""
+    deadline = time.monotonic() + 10
+    while True:
+        counts = await asyncio.to_thread(_open_connections, deployment)
+        if sum(counts) == total or time.monotonic() > deadline:
+            assert sum(counts) == total, f"expected {total} connections in all, got {counts}"
+            return counts
+        await asyncio.sleep(0.05)
+
+
 async def _instance_of_next_client(
-    deployment: Deployment, user: str, before: tuple[int, ...]
+    deployment: Deployment, user: str, *, already: int
 ) -> tuple[ClientConnection, int]:
-    """Connect ``user`` through the edge; the instance (1 or 2) whose gauge went up by one."""
+    """Connect ``user`` through the edge while ``already`` clients are connected; the instance
+    (1 or 2) whose gauge counted it."""
+    before = await _settled_connections(deployment, already)
     ws = await _hello(deployment, user, key=deployment.key)
     await _until(ws, "welcome")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        after = await asyncio.to_thread(_open_connections, deployment)
-        grown = [i for i, (old, new) in enumerate(zip(before, after, strict=True)) if new > old]
-        if sum(after) == sum(before) + 1 and len(grown) == 1:
-            return ws, grown[0] + 1
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no instance counted {user}'s connection: {before} -> {after}")
+    after = await _settled_connections(deployment, already + 1)
+    (grown,) = (i for i, (old, new) in enumerate(zip(before, after, strict=True)) if new > old)
+    return ws, grown + 1
 
 
 async def test_clients_on_different_instances_chat_type_and_see_presence(
@@ -226,18 +235,16 @@ async def test_clients_on_different_instances_chat_type_and_see_presence(
     room = f"room-{uuid.uuid4().hex[:8]}"
     opened: list[ClientConnection] = []
     try:
-        counts = await asyncio.to_thread(_open_connections, deployment)
-        alice, alice_on = await _instance_of_next_client(deployment, "alice", counts)
+        alice, alice_on = await _instance_of_next_client(deployment, "alice", already=0)
         opened.append(alice)
         bob, bob_on = alice, alice_on
         for attempt in range(4):  # the edge balances leastconn: the next one goes elsewhere
-            counts = await asyncio.to_thread(_open_connections, deployment)
-            bob, bob_on = await _instance_of_next_client(deployment, f"bob-{attempt}", counts)
+            bob_id = f"bob-{attempt}"
+            bob, bob_on = await _instance_of_next_client(deployment, bob_id, already=len(opened))
             opened.append(bob)
             if bob_on != alice_on:
                 break
         assert {alice_on, bob_on} == {1, 2}
-        bob_id = f"bob-{attempt}"
 
         await alice.send(json.dumps({"type": "join", "room": room}))
         await _until(alice, "joined", room=room)
@@ -367,10 +374,11 @@ def test_preview_diff_shows_the_fly_toml_lines_a_websocket_change_makes(
 
 
 def _snapshot(directory: Path) -> dict[str, tuple[int, int]]:
+    """Size and mtime of every file, except the logs the running processes append to."""
     return {
         str(path.relative_to(directory)): (path.stat().st_size, path.stat().st_mtime_ns)
         for path in sorted(directory.rglob("*"))
-        if path.is_file()
+        if path.is_file() and path.suffix != ".log"
     }
 
 
