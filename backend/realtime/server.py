@@ -37,6 +37,7 @@ from realtime.broker import Broker, BrokerError, create_broker
 from realtime.ids import ConnId, RoomName, User
 from realtime.metrics import Metrics
 from realtime.protocol import (
+    ClientFrame,
     CloseCode,
     CloseConnection,
     ErrorCode,
@@ -69,6 +70,7 @@ MAX_FRAME_BYTES = 64 * 1024
 SLOW_CLOSE_GRACE = 10.0
 """Seconds a slow consumer gets to read its backlog and the 4009 close before an abort."""
 PRESENCE_BATCH_SECONDS = 0.1
+_UNAVAILABLE = "the broker is not ready, retry later"
 """Presence diffs of a room are written to its members at most this often."""
 
 _OPEN = State.OPEN
@@ -145,10 +147,6 @@ class RealtimeServer:
     def ready(self) -> bool:
         return not self.draining and self._server is not None and self.broker.ready
 
-    @property
-    def connection_count(self) -> int:
-        return self._open
-
     async def drain(self, seconds: float) -> None:
         """Refuse new handshakes, close open connections with 1012 in jittered batches
         spread over the first half of ``seconds``, wait for handlers (presence leaves are
@@ -174,8 +172,15 @@ class RealtimeServer:
             await asyncio.sleep(random.uniform(0.5, 1.0) * interval)  # noqa: S311 jitter
         if closing:
             await asyncio.wait(closing, timeout=max(seconds / 2, 0.1))
+        # connections still open (peers that never answered the close, handshakes that were
+        # under way): websockets closes them with 1012; abort what remains after a grace
         server.close(code=CloseCode.SERVICE_RESTART, reason="server restarting")
-        await server.wait_closed()
+        try:
+            await asyncio.wait_for(server.wait_closed(), timeout=max(seconds / 4, 1.0))
+        except TimeoutError:
+            for session in list(self._sessions):
+                session.ws.transport.abort()
+            await server.wait_closed()
         await self.stop()
 
     async def stop(self) -> None:
@@ -279,13 +284,17 @@ class RealtimeServer:
             self.metrics.messages_in.inc()
             try:
                 await self._dispatch(session, parse(data))
+            except BrokerError as exc:
+                logger.warning("broker unavailable: %s", exc, extra=session.log())
+                self._error(ws, FrameError(ErrorCode.UNAVAILABLE, _UNAVAILABLE))
             except FrameError as exc:
-                self.metrics.errors.labels(code=exc.code.value).inc()
-                self._write(ws, encode_error(exc))
+                self._error(ws, exc)
 
-    async def _dispatch(
-        self, session: Session, frame: Hello | Join | Leave | Message | Typing | Ping
-    ) -> None:
+    def _error(self, ws: ServerConnection, exc: FrameError) -> None:
+        self.metrics.errors.labels(code=exc.code.value).inc()
+        self._write(ws, encode_error(exc))
+
+    async def _dispatch(self, session: Session, frame: ClientFrame) -> None:
         if isinstance(frame, Message):
             await self._on_message(session, frame)
         elif isinstance(frame, Typing):
@@ -311,7 +320,7 @@ class RealtimeServer:
 
     def _require_broker(self) -> None:
         if not self.broker.ready:
-            raise FrameError(ErrorCode.UNAVAILABLE, "the broker is not ready, retry later")
+            raise FrameError(ErrorCode.UNAVAILABLE, _UNAVAILABLE)
 
     # rooms
 
@@ -354,14 +363,11 @@ class RealtimeServer:
                     frames, recovered = recovery.frames, recovery.recovered
             finally:
                 local.pending -= 1
-        except BrokerError as exc:
-            logger.warning("join failed: %s", exc, extra=session.log(room))
-            if not rejoin:
+        except BrokerError:
+            if not rejoin:  # undo the half-done join; the caller answers unavailable
                 with contextlib.suppress(Exception):
                     await self._leave(session, room)
-            raise FrameError(
-                ErrorCode.UNAVAILABLE, "the broker is not ready, retry later"
-            ) from None
+            raise
         ws = session.ws
         self._write(
             ws,
@@ -379,9 +385,13 @@ class RealtimeServer:
         # no await since the history read: live frames follow the replay without a gap
         local.members.add(ws)
         if came_online:
-            await self.broker.publish_ephemeral(
-                room, encode_presence(room, session.user, online=True)
-            )
+            try:
+                await self.broker.publish_ephemeral(
+                    room, encode_presence(room, session.user, online=True)
+                )
+            except BrokerError as exc:
+                # the join stands; others see the user in their next snapshot
+                logger.warning("presence publish failed: %s", exc, extra=session.log(room))
 
     async def _leave(self, session: Session, room: RoomName) -> None:
         joined = room in session.rooms
@@ -421,9 +431,7 @@ class RealtimeServer:
             appended = await self.broker.append(frame.room, session.user, frame.id, frame.body)
         except BrokerError as exc:
             logger.warning("append failed: %s", exc, extra=session.log(frame.room))
-            raise FrameError(
-                ErrorCode.UNAVAILABLE, "the broker is not ready, retry later", ref=frame.id
-            ) from None
+            raise FrameError(ErrorCode.UNAVAILABLE, _UNAVAILABLE, ref=frame.id) from None
         self._write(
             session.ws,
             encode_ack(

@@ -10,7 +10,7 @@ import time
 import jwt
 import pytest
 from realtime.app import App
-from realtime.broker import Appended, MemoryBroker
+from realtime.broker import Appended, BrokerError, MemoryBroker
 from realtime.ids import ClientMessageId, RoomName, User
 from websockets.exceptions import InvalidStatus
 
@@ -433,6 +433,31 @@ async def test_unexpected_error_closes_1011_without_detail(
         r.exc_info and "secret internal detail" in str(r.exc_info[1]) for r in caplog.records
     )
     await bob.assert_alive()
+
+
+class _DownBroker(MemoryBroker):
+    """A broker whose backend went away after the joins (Redis restarting)."""
+
+    down = False
+
+    async def publish_ephemeral(self, room: RoomName, frame: str) -> None:
+        if self.down:
+            raise BrokerError("redis unreachable")
+        await super().publish_ephemeral(room, frame)
+
+
+async def test_broker_outage_is_an_unavailable_error_frame(app: App, client: ClientFactory) -> None:
+    """A broker failure while handling a frame answers unavailable; the connection stays."""
+    broker = _DownBroker(app.ws._deliver, history_size=10)
+    await broker.start()
+    app.ws.broker = broker
+    alice = await client("alice")
+    await alice.join()
+    broker.down = True
+    await alice.send(type="typing", room="lobby", state="start")
+    assert (await alice.expect("error"))["code"] == "unavailable"
+    broker.down = False
+    await alice.assert_alive()
 
 
 async def test_disconnect_publishes_presence_leave(client: ClientFactory) -> None:
