@@ -22,7 +22,14 @@ from typing import Any
 import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from bench.protocols import MARKER, PROTOCOLS, HandshakeError, Protocol, sender_tag
+from bench.protocols import (
+    MARKER,
+    PROTOCOLS,
+    RETRY_PAUSE,
+    HandshakeError,
+    Protocol,
+    sender_tag,
+)
 
 MAX_SAMPLES = 200_000
 """Latency samples kept per process per window (a uniform stride is not needed: windows are
@@ -111,8 +118,16 @@ class _Client(WSListener):
         if frames is None:
             self._set_ready()
             return
-        for out in frames:
-            transport.send(WSMsgType.TEXT, out)
+        if self.protocol.retry_now:
+            self.worker.retries += 1
+            self.worker.loop.call_later(RETRY_PAUSE, self._send_all, frames)
+            return
+        self._send_all(frames)
+
+    def _send_all(self, frames: list[bytes]) -> None:
+        if self.transport is not None and not self.transport.is_disconnected:
+            for out in frames:
+                self.transport.send(WSMsgType.TEXT, out)
 
     def _fail(self, reason: str) -> None:
         if not self.ready.done():
@@ -155,6 +170,7 @@ class Worker:
         self.published = 0
         self.lost = 0
         self.lost_reasons: dict[str, int] = {}
+        self.retries = 0
         self.latencies = array("q")
         self.window_open = False
         self.max_window = 0
@@ -203,6 +219,7 @@ class Worker:
     async def open(self, specs: list[ConnSpec]) -> dict[str, Any]:
         """Open every connection (bounded concurrency); report how many failed and why."""
         gate = asyncio.Semaphore(OPEN_CONCURRENCY)
+        self.retries = 0
         errors: dict[str, int] = {}
 
         async def one(spec: ConnSpec) -> None:
@@ -218,6 +235,7 @@ class Worker:
         return {
             "opened": len(specs) - sum(errors.values()),
             "errors": errors,
+            "join_retries": self.retries,
             "seconds": time.monotonic() - started,
         }
 

@@ -79,6 +79,7 @@ class LoadGenerator:
         return {
             "opened": sum(a["opened"] for a in answers),
             "errors": errors,
+            "join_retries": sum(a["join_retries"] for a in answers),
             "seconds": time.monotonic() - started,
         }
 

@@ -21,6 +21,9 @@ inside each published body: ``ts:<ns>;s:<sender>;<padding>``."""
 BODY_BYTES = 64
 """Size of each published body, the same for every peer."""
 TOKEN_TTL = 3600
+MAX_RETRIES = 50
+"""Joins retried per connection after an ``unavailable`` error before the handshake fails."""
+RETRY_PAUSE = 0.1
 
 
 class HandshakeError(Exception):
@@ -57,6 +60,10 @@ class Protocol:
         self.secret = secret
         self.rooms = rooms
         self._pending = len(rooms)
+        self.retries = 0
+        """Frames the server asked to retry later (the client resends after a pause)."""
+        self.retry_now = False
+        """Set by :meth:`on_handshake_frame` when the frames it returns are a retry."""
 
     def opening(self) -> list[bytes]:
         """Frames sent as soon as the WebSocket is open."""
@@ -81,16 +88,28 @@ class RealtimeProtocol(Protocol):
         hello = {"type": "hello", "v": [1], "token": token(self.secret, self.user)}
         return [json.dumps(hello).encode()]
 
+    def __init__(self, *, user: str, secret: str, rooms: tuple[str, ...]) -> None:
+        super().__init__(user=user, secret=secret, rooms=rooms)
+        self._joined: set[str] = set()
+
+    def _joins(self) -> list[bytes]:
+        missing = [room for room in self.rooms if room not in self._joined]
+        return [json.dumps({"type": "join", "room": room}).encode() for room in missing]
+
     def on_handshake_frame(self, data: bytes) -> list[bytes] | None:
         frame = json.loads(data)
         kind = frame.get("type")
+        self.retry_now = False
         if kind == "welcome":
-            if not self.rooms:
-                return None
-            return [json.dumps({"type": "join", "room": room}).encode() for room in self.rooms]
+            return self._joins() if self.rooms else None
         if kind == "joined":
-            self._pending -= 1
-            return None if self._pending == 0 else []
+            self._joined.add(frame["room"])
+            return None if len(self._joined) == len(self.rooms) else []
+        if kind == "error" and frame.get("code") == "unavailable" and self.retries < MAX_RETRIES:
+            # "retry later" (docs/PROTOCOL.md): join again what is not joined yet
+            self.retries += 1
+            self.retry_now = True
+            return self._joins()
         if kind == "error":
             raise HandshakeError(f"realtime error frame {frame.get('code')}: {frame.get('detail')}")
         return []  # presence frames of rooms joined already

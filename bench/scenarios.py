@@ -46,6 +46,8 @@ class Params:
     redis_size: int = 1000
     edge_size: int = 1000
     workers: int = 2
+    ramp: tuple[float, ...] = RAMP
+    """Shares of the saturation publish rate offered open loop after the saturation rounds."""
 
     @classmethod
     def quick(cls) -> Params:
@@ -77,6 +79,7 @@ class Params:
             churn_concurrency=4,
             redis_size=20,
             edge_size=20,
+            ramp=(LATENCY_POINT,),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -191,7 +194,7 @@ def _wait_quiet(loadgen: LoadGenerator, limit: float) -> None:
     deadline = time.monotonic() + limit
     last = -1
     while time.monotonic() < deadline:
-        time.sleep(0.25)
+        time.sleep(0.15)
         now = sum(a["delivered"] for a in loadgen.call("count"))
         if now == last:
             return
@@ -236,7 +239,7 @@ def fanout(
     specs: Sequence[ConnSpec],
     params: Params,
     *,
-    ramp: Sequence[float] = RAMP,
+    ramp: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Saturation (closed loop, ``rounds`` windows after a warm-up) then the ramp."""
     size = len(specs)
@@ -258,7 +261,7 @@ def fanout(
         ]
         publish_rate = statistics.median(w["published_per_s"] for w in saturation)
         points = []
-        for fraction in ramp:
+        for fraction in params.ramp if ramp is None else ramp:
             rounds = params.rounds if fraction == LATENCY_POINT else 1
             windows = [
                 _window(
@@ -276,6 +279,7 @@ def fanout(
     return {
         "members": size,
         "setup_seconds": opened["seconds"],
+        "join_retries": opened["join_retries"],
         "saturation": {"windows": saturation, **_summary(saturation)},
         "ramp": points,
     }
@@ -328,6 +332,7 @@ def idle(loadgen: LoadGenerator, server: Server, count: int, params: Params) -> 
         "requested": count,
         "connections": connected,
         "errors": opened["errors"],
+        "join_retries": opened["join_retries"],
         "setup_seconds": opened["seconds"],
         "open_after_idle": still_open,
         "rss_empty_bytes": rss_empty,
