@@ -216,13 +216,15 @@ def running_edge(
     fly: FlyConfig,
     backend_env: Mapping[str, str] | None = None,
     tunnel_timeout: str = "1h",
+    tls_dir: Path | None = None,
 ) -> Iterator[Edge]:
     """Start one backend and haproxy in front of it (the edge for ``fly``'s services); stop both
-    on exit. ``backend_env`` adds or overrides backend settings (``PING_INTERVAL``)."""
+    on exit. ``backend_env`` adds or overrides backend settings (``PING_INTERVAL``); edges given
+    the same ``tls_dir`` share one certificate (one browser trusts them all)."""
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
     if not Path(haproxy).exists():
         pytest.fail("haproxy not installed: `apt-get install haproxy` (.ci/run does)")
-    certificates = ensure_certificates(workdir / "tls", hosts=("localhost", "127.0.0.1"))
+    certificates = ensure_certificates(tls_dir or workdir / "tls", hosts=("localhost", "127.0.0.1"))
     http_port, ws_port = free_port(), free_port()
     public_ports = tuple(p.port for s in fly_services(fly) for p in s.ports)
     base = _free_port_base(public_ports)

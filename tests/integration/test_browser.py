@@ -8,8 +8,11 @@ deployed app would. The certificate is trusted by its key hash, not by ignoring 
 
 from __future__ import annotations
 
+import re
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
@@ -28,8 +31,14 @@ _WAIT_MS = 10_000
 
 
 @pytest.fixture(scope="module")
-def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
-    with running_edge(tmp_path_factory.mktemp("browser-edge"), fly=dev_fly_config()) as running:
+def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("browser-tls")
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory: pytest.TempPathFactory, tls_dir: Path) -> Iterator[Edge]:
+    workdir = tmp_path_factory.mktemp("browser-edge")
+    with running_edge(workdir, fly=dev_fly_config(), tls_dir=tls_dir) as running:
         yield running
 
 
@@ -105,3 +114,24 @@ def test_two_users_chat_type_and_see_each_other_through_the_edge(
             bob.context.close()
     # both pages' WebSockets went through the edge's WebSocket port, over HTTP/1.1
     assert edge.alpn_log(8081) == ["http/1.1", "http/1.1"]
+
+
+def test_the_page_is_refused_when_its_origin_is_not_allowed(
+    tmp_path: Path, tls_dir: Path, browser: Browser
+) -> None:
+    """Without ALLOWED_ORIGINS (as `make up` runs today) the page's handshake gets a 403."""
+    not_allowed = {"ALLOWED_ORIGINS": ""}
+    with running_edge(
+        tmp_path, fly=dev_fly_config(), backend_env=not_allowed, tls_dir=tls_dir
+    ) as edge:
+        page = browser.new_page()
+        page.goto(edge.https_url, wait_until="networkidle")
+        page.get_by_test_id("name-input").fill("alice")
+        page.get_by_test_id("connect-button").click()
+        expect(page.get_by_test_id("status")).to_have_text(
+            re.compile(r"reconnecting in \d+ s \(1006\)"), timeout=_WAIT_MS
+        )
+        metrics = f"http://127.0.0.1:{edge.backend_http_port}/metrics"
+        with urllib.request.urlopen(metrics, timeout=5) as response:
+            text = response.read().decode()
+        assert re.search(r'realtime_handshakes_refused_total\{reason="origin"\} [1-9]', text)
