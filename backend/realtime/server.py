@@ -268,6 +268,7 @@ class RealtimeServer:
             self.settings.rate_limit_per_second, self.settings.rate_limit_burst, loop.time()
         )
         session = Session(ws, ConnId(secrets.token_hex(8)), user, bucket)
+        ws.response = None  # the handshake response is not read again: free its headers
         self._write(ws, encode_welcome(version, session.conn, user, self.settings.ping_interval))
         logger.debug("authenticated", extra=session.log(version=version))
         return session
