@@ -93,8 +93,10 @@ class Deployment:
         """The supervisor's pid and log files (``build/local`` in the copy)."""
         return self.project.directory / STATE_DIR
 
+    @property
     def ca_file(self) -> Path:
-        return self.project.directory / STATE_DIR / "tls" / "ca.pem"
+        """The development CA the edge's certificate is signed by."""
+        return self.state_dir / "tls" / "ca.pem"
 
 
 def _stop_leftovers(project: EngineProject) -> None:
@@ -144,7 +146,7 @@ def test_up_deploys_every_step_and_exports_the_edge_urls(deployment: Deployment)
 
 def _client_context(deployment: Deployment) -> ssl.SSLContext:
     """Trusts the development CA and offers h2 first, as a browser does."""
-    context = ssl.create_default_context(cafile=str(deployment.ca_file()))
+    context = ssl.create_default_context(cafile=str(deployment.ca_file))
     context.set_alpn_protocols(["h2", "http/1.1"])
     return context
 
