@@ -179,7 +179,7 @@ class Edge:
 
     def alpn_log(self, public_port: int) -> list[str]:
         """The ALPN protocol of every connection the edge logged on ``public_port``'s frontend
-        (``""`` when none was negotiated)."""
+        (``"-"`` when none was negotiated)."""
         frontend = f"edge public_{public_port} "
         return [
             line.split("alpn=", 1)[1].split(" ", 1)[0]
@@ -230,8 +230,9 @@ def running_edge(
     base = _free_port_base(public_ports)
     https_port = edge_port(443, base=base)
     wss_port = edge_port(fly.websocket.public_port, base=base)
+    haproxy_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        **haproxy_env,
         "HOST": "127.0.0.1",
         "HTTP_PORT": str(http_port),
         "WS_PORT": str(ws_port),
@@ -270,7 +271,9 @@ def running_edge(
         )
         _wait_tcp(http_port, backend, backend_log)
         _wait_tcp(ws_port, backend, backend_log)
-        edge = _start([haproxy, "-db", "-f", str(config_file)], workdir, env, edge_log, processes)
+        edge = _start(
+            [haproxy, "-db", "-f", str(config_file)], workdir, haproxy_env, edge_log, processes
+        )
         _wait_tcp(https_port, edge, edge_log)
         _wait_tcp(wss_port, edge, edge_log)
         yield Edge(

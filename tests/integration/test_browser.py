@@ -44,6 +44,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory, tls_dir: Path) -> Iterator[Ed
 
 @pytest.fixture(scope="module")
 def browser(edge: Edge) -> Iterator[Browser]:
+    expect.set_options(timeout=_WAIT_MS)
     with chromium(edge) as running:
         yield running
 
@@ -52,7 +53,6 @@ def _join(browser: Browser, edge: Edge, name: str, room: str) -> Page:
     """A fresh browser context (its own user) on the demo page, joined to ``room``."""
     page = browser.new_context(viewport={"width": 900, "height": 640}).new_page()
     page.set_default_timeout(_WAIT_MS)
-    expect.set_options(timeout=_WAIT_MS)
     # networkidle: /config.json has loaded, so the page asks /dev/token for its token
     page.goto(edge.https_url, wait_until="networkidle")
     # DEV_TOKENS=1: the page fetches its token, so it hides the token field
