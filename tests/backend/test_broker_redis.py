@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from realtime.broker import Broker, BrokerError, OnEvent, create_broker
 from realtime.broker.redis import RedisBroker, RedisOptions
-from realtime.ids import ClientMessageId, ConnId, Epoch, RoomName
+from realtime.ids import ClientMessageId, ConnId, Epoch, RoomName, User, UserId
 from realtime.protocol import encode_message
 from realtime.settings import Settings
 from redis.asyncio import Redis
@@ -323,5 +323,28 @@ async def test_silent_redis_makes_the_broker_unready(
         finally:
             redis_server.resume()
         await wait_for(lambda: broker.ready, timeout=10.0)
+    finally:
+        await broker.close()
+
+
+async def test_heartbeat_never_races_joins_and_leaves(options: RedisOptions) -> None:
+    """With a heartbeat every 10 ms, each join still reports the user online, each leave
+    offline, and the heartbeat neither re-adds a left entry nor announces anything."""
+    async with Redis.from_url(options.url) as admin:
+        await admin.flushall()
+    inbox = Inbox()
+    fast = dataclasses.replace(options, presence_ttl=0.5, presence_heartbeat=0.01)
+    broker = RedisBroker(inbox, fast)
+    await broker.start()
+    try:
+        await broker.subscribe(ROOM)
+        for i in range(150):
+            user = User(UserId(f"u{i}"), f"user {i}")
+            assert await broker.presence_join(ROOM, user, ConnId(f"c{i}"))
+            await asyncio.sleep(0)
+            assert await broker.presence_leave(ROOM, user, ConnId(f"c{i}"))
+        await asyncio.sleep(1.0)  # longer than the TTL: a ghost entry would be reaped by now
+        assert inbox.events == []
+        assert await broker.presence_snapshot(ROOM) == []
     finally:
         await broker.close()

@@ -246,6 +246,7 @@ class RedisBroker(Broker):
         self._owned: dict[RoomName, dict[ConnId, User]] = {}
         self._pubsub: PubSub | None = None
         self._send_lock = asyncio.Lock()
+        self._presence_lock = asyncio.Lock()
         self._connected = False
         self._closed = False
         self._last_pong = 0.0
@@ -590,23 +591,24 @@ class RedisBroker(Broker):
 
     async def presence_join(self, room: RoomName, user: User, conn: ConnId) -> bool:
         self._require_up()
-        self._owned.setdefault(room, {})[conn] = user
-        try:
-            online = await self._join_entries(room, {conn: user})
-        except (RedisError, OSError) as exc:
-            self._forget(room, conn)
-            raise _unavailable("presence join", exc) from None
+        async with self._presence_lock:
+            try:
+                online = await self._join_entries(room, {conn: user})
+            except (RedisError, OSError) as exc:
+                raise _unavailable("presence join", exc) from None
+            self._owned.setdefault(room, {})[conn] = user
         return user.id in online
 
     async def presence_leave(self, room: RoomName, user: User, conn: ConnId) -> bool:
         """If Redis cannot be reached the entry is left to expire: the reaper of some
         instance then publishes the leave, so this returns false."""
-        self._forget(room, conn)
-        try:
-            went = await self._leave_script(keys=self._keys.presence(room), args=[room, conn])
-        except (RedisError, OSError) as exc:
-            logger.info("presence leave deferred to expiry: %s", type(exc).__name__)
-            return False
+        async with self._presence_lock:
+            self._forget(room, conn)
+            try:
+                went = await self._leave_script(keys=self._keys.presence(room), args=[room, conn])
+            except (RedisError, OSError) as exc:
+                logger.info("presence leave deferred to expiry: %s", type(exc).__name__)
+                return False
         return bool(went)
 
     async def presence_snapshot(self, room: RoomName) -> list[User]:
@@ -675,22 +677,31 @@ class RedisBroker(Broker):
 
     async def _refresh_presence(self) -> None:
         """Extend this instance's entries; re-add (and announce) those Redis lost. One
-        pipelined round trip per :data:`_PIPELINE_ROOMS` rooms."""
-        owned = [(room, dict(conns)) for room, conns in self._owned.items()]
-        for start in range(0, len(owned), _PIPELINE_ROOMS):
-            chunk = owned[start : start + _PIPELINE_ROOMS]
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for room, conns in chunk:
-                    await self._join_script(
-                        keys=self._keys.presence(room),
-                        args=self._join_args(room, conns),
-                        client=pipe,
-                    )
-                replies = await pipe.execute()
-            for (room, conns), online in zip(chunk, replies, strict=True):
-                for user in {user.id: user for user in conns.values()}.values():
-                    if user.id in online:
-                        await self._publish(room, encode_presence(room, user, online=True))
+        pipelined round trip per :data:`_PIPELINE_ROOMS` rooms, each under the presence lock
+        so that no join or leave of this instance interleaves (a refresh must not re-add an
+        entry that is being removed, nor announce a join the transport announces)."""
+        rooms = list(self._owned)
+        for start in range(0, len(rooms), _PIPELINE_ROOMS):
+            async with self._presence_lock:
+                chunk = [
+                    (room, dict(self._owned[room]))
+                    for room in rooms[start : start + _PIPELINE_ROOMS]
+                    if room in self._owned
+                ]
+                if not chunk:
+                    continue
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for room, conns in chunk:
+                        await self._join_script(
+                            keys=self._keys.presence(room),
+                            args=self._join_args(room, conns),
+                            client=pipe,
+                        )
+                    replies = await pipe.execute()
+                for (room, conns), online in zip(chunk, replies, strict=True):
+                    for user in {user.id: user for user in conns.values()}.values():
+                        if user.id in online:
+                            await self._publish(room, encode_presence(room, user, online=True))
 
     async def _reap(self) -> None:
         """Remove expired entries of every room; the script publishes the leaves."""
