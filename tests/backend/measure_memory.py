@@ -79,9 +79,7 @@ async def main(n: int, *, distinct: bool) -> None:
     try:
         for _ in range(100):
             try:
-                with urllib.request.urlopen(  # noqa: S310 loopback http
-                    f"http://127.0.0.1:{http_port}/readyz", timeout=1
-                ):
+                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=1):
                     break
             except OSError:
                 time.sleep(0.1)
