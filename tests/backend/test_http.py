@@ -8,6 +8,7 @@ import json
 import jwt
 import pytest
 from realtime.app import App
+from realtime.ids import RoomName
 from websockets.exceptions import InvalidStatus
 
 from tests.backend.conftest import SIGNING_KEY, ClientFactory, raw_connect, with_settings
@@ -173,3 +174,5 @@ async def test_drain_closes_1012_refuses_handshakes_and_fails_readiness(
     assert await alice.closed_with() == (1012, "server restarting")
     assert (await bob.closed_with())[0] == 1012
     await asyncio.wait_for(draining, 5)
+    # every connection's presence entry was removed (and its leave published) on the way out
+    assert await app.ws.broker.presence_snapshot(RoomName("lobby")) == []
