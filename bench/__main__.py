@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import json
 import logging
@@ -256,6 +257,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     profile.add_argument("--smoke", action="store_true", help="tiny sizes: checks the suite runs")
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated peers")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
+    parser.add_argument(
+        "--sizes", help="comma-separated fan-out room sizes instead of the profile's (5000)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON")
     parser.add_argument(
         "--docs",
@@ -279,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     params = Params.smoke() if args.smoke else Params.quick() if args.quick else Params()
+    if args.sizes:
+        params = dataclasses.replace(params, sizes=tuple(int(s) for s in args.sizes.split(",")))
     profile = "smoke" if args.smoke else "quick" if args.quick else "full"
     peers = [p for p in args.peers.split(",") if p]
     chosen = [s for s in args.scenarios.split(",") if s]

@@ -102,8 +102,9 @@ def _fanout_table(results: dict[str, Any]) -> list[str]:
         "### Fan-out: one room, N members, all of them receiving",
         "",
         "| peer | members | delivered msg/s at saturation | x baseline | publishes/s "
-        "| p50 / p99 ms at 50% load | server CPU % | generator CPU % | delivery ratio |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| p50 / p99 ms at 50% load | server CPU % | server CPU us / delivery "
+        "| generator CPU % | delivery ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for size in results["parameters"]["sizes"]:
         base = _median(cells.get(f"baseline@{size}", {}).get("saturation"), "delivered_per_s")
@@ -122,6 +123,7 @@ def _fanout_table(results: dict[str, Any]) -> list[str]:
                 f"| {_ratio(delivered, base)} | {_fmt(_median(sat, 'published_per_s'))} "
                 f"| {_fmt(_median(half, 'p50_ms'), 1)} / {_fmt(_median(half, 'p99_ms'), 1)} "
                 f"| {_fmt(_median(sat, 'server_cpu_percent'))} "
+                f"| {_fmt(_median(sat, 'server_cpu_us_per_delivery'), 2)} "
                 f"| {_fmt(_median(sat, 'generator_cpu_percent'))} "
                 f"| {_fmt(sat.get('delivery_ratio_min'), 4)} |"
             )
@@ -460,10 +462,29 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
         names = [p for p in _peers(idle) if "error" not in idle[p]]
         kb = [(idle[p]["rss_per_connection_bytes"] or 0) / 1024 for p in names]
-        left.bar(names, kb, color=[COLORS[p] for p in names])
+        added = [(idle[p]["rss_added_per_connection_bytes"] or 0) / 1024 for p in names]
+        slots = list(range(len(names)))
+        left.bar(
+            [x - 0.2 for x in slots],
+            kb,
+            0.4,
+            color=[COLORS[p] for p in names],
+            label="process RSS / N",
+        )
+        left.bar(
+            [x + 0.2 for x in slots],
+            added,
+            0.4,
+            color=[COLORS[p] for p in names],
+            alpha=0.45,
+            hatch="//",
+            label="RSS added / N",
+        )
+        left.set_xticks(slots, names)
         left.axhline(TARGETS["idle_kb"], color="red", linewidth=0.8, linestyle=":", label="target")
         left.set_ylabel("RSS / connection, KB")
-        left.set_title("Idle connections (two rooms, presence)")
+        count = max((idle[p]["connections"] for p in names), default=0)
+        left.set_title(f"Idle: {count:,} connections (two rooms, presence)")
         left.legend()
         names = [p for p in _peers(churn) if "error" not in churn[p]]
         rates = [_median(churn[p], "per_s") or 0 for p in names]

@@ -156,10 +156,10 @@ def _window(
     meter.start()
     per_worker = rate / len(loadgen)
     answers = loadgen.call("publish", rate=per_worker, window=inflight, seconds=seconds)
-    _wait_quiet(loadgen, drain)
+    published = sum(a["published"] for a in answers)
+    drained = _wait_delivered(loadgen, published * members, drain)
     cpu = meter.stop()
     stats = loadgen.stats()
-    published = sum(a["published"] for a in answers)
     delivered = stats["delivered"]
     latencies = [ns / 1e6 for ns in stats["latency_ns"]]
     return {
@@ -176,6 +176,7 @@ def _window(
             "max": max(latencies) if latencies else None,
             "samples": len(latencies),
         },
+        "drain_seconds": drained,
         "open": stats["open"],
         "lost": stats["lost"],
         "lost_reasons": stats["lost_reasons"],
@@ -188,17 +189,21 @@ def _window(
     }
 
 
-def _wait_quiet(loadgen: LoadGenerator, limit: float) -> None:
-    """Wait until deliveries stop arriving (the backlog of the window drained), at most
-    ``limit`` seconds."""
-    deadline = time.monotonic() + limit
-    last = -1
-    while time.monotonic() < deadline:
-        time.sleep(0.15)
+def _wait_delivered(loadgen: LoadGenerator, expected: int, limit: float) -> float:
+    """Wait until ``expected`` deliveries arrived (the window's backlog drained), or nothing
+    arrived for 3 s, or ``limit`` seconds passed; returns the seconds waited."""
+    started = time.monotonic()
+    last, last_change = -1, started
+    while time.monotonic() < started + limit:
         now = sum(a["delivered"] for a in loadgen.call("count"))
-        if now == last:
-            return
-        last = now
+        if now >= expected:
+            break
+        if now != last:
+            last, last_change = now, time.monotonic()
+        elif time.monotonic() - last_change > 3.0:
+            break
+        time.sleep(0.05)
+    return time.monotonic() - started
 
 
 def members(
