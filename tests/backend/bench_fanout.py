@@ -1,6 +1,6 @@
 """Compare fan-out cost with the minimal ``websockets.broadcast`` server (prints numbers).
 
-    .venv/bin/python tests/backend/bench_fanout.py [MEMBERS] [MESSAGES]
+    .venv/bin/python -m tests.backend.bench_fanout [MEMBERS] [MESSAGES]
 
 Starts each server as a subprocess on loopback, connects MEMBERS receivers (our server:
 distinct users, hello + join one room), sends MESSAGES chat messages in windows of 10 and
@@ -14,18 +14,17 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import textwrap
 import time
 import urllib.request
-from pathlib import Path
 
 import jwt
 from websockets.asyncio.client import ClientConnection, connect
 
-BACKEND = Path(__file__).resolve().parents[2] / "backend"
+from tests.backend.processes import BACKEND, cpu_seconds, free_port
+
 BASELINE = textwrap.dedent(
     """
     import asyncio, sys
@@ -48,18 +47,6 @@ BASELINE = textwrap.dedent(
     asyncio.run(main())
     """
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _wait_port(port: int) -> None:
@@ -103,7 +90,7 @@ async def _run(
     await asyncio.sleep(0.5)
     sender = conns[0]
     body = "x" * 100
-    cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
+    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
     for start in range(0, messages, 10):
         for seq in range(start, start + 10):
             if hello:
@@ -113,7 +100,7 @@ async def _run(
                 await sender.send(json.dumps({"type": "message", "body": body}))
         while min(counts) < start + 10:
             await asyncio.sleep(0.005)
-    cpu, wall = _cpu_seconds(pid) - cpu0, time.perf_counter() - t0
+    cpu, wall = cpu_seconds(pid) - cpu0, time.perf_counter() - t0
     print(
         f"{name}: {members} members x {messages} messages: server cpu {cpu:.2f}s "
         f"({cpu / messages * 1000:.2f} ms per message to all), wall {wall:.2f}s"
@@ -126,7 +113,7 @@ async def _run(
 
 async def main(members: int, messages: int) -> None:
     key = secrets.token_urlsafe(32)
-    port = _free_port()
+    port = free_port()
     baseline = subprocess.Popen([sys.executable, "-c", BASELINE, str(port)])
     try:
         await _wait_port(port)
@@ -142,7 +129,7 @@ async def main(members: int, messages: int) -> None:
     finally:
         baseline.terminate()
         baseline.wait()
-    http_port, ws_port = _free_port(), _free_port()
+    http_port, ws_port = free_port(), free_port()
     env = dict(
         os.environ,
         TOKEN_SIGNING_KEY=key,

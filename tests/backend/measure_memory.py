@@ -1,6 +1,6 @@
 """Measure the server's RSS per idle authenticated connection (not a test; prints numbers).
 
-    .venv/bin/python tests/backend/measure_memory.py [N] [--distinct]
+    .venv/bin/python -m tests.backend.measure_memory [N] [--distinct]
 
 Starts ``python -m realtime`` on free loopback ports, opens N connections that each say
 hello and join one room (as one user, or N distinct users with --distinct: then every join
@@ -15,36 +15,15 @@ import json
 import os
 import resource
 import secrets
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import jwt
 from websockets.asyncio.client import ClientConnection, connect
 
-BACKEND = Path(__file__).resolve().parents[2] / "backend"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+from tests.backend.processes import BACKEND, cpu_seconds, free_port, rss_kib
 
 
 async def _open(url: str, token: str, room: str) -> ClientConnection:
@@ -59,7 +38,7 @@ async def _open(url: str, token: str, room: str) -> ClientConnection:
 async def main(n: int, *, distinct: bool) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * n + 100)), hard))
-    http_port, ws_port = _free_port(), _free_port()
+    http_port, ws_port = free_port(), free_port()
     key = secrets.token_urlsafe(32)
 
     def token(user: str) -> str:
@@ -87,8 +66,8 @@ async def main(n: int, *, distinct: bool) -> None:
         # warm up code paths and allocator with a few connections, then measure
         warm = [await _open(url, token(f"warm{i}"), "warmup") for i in range(20)]
         await asyncio.sleep(0.5)
-        before = _rss_kib(process.pid)
-        cpu_before = _cpu_seconds(process.pid)
+        before = rss_kib(process.pid)
+        cpu_before = cpu_seconds(process.pid)
         started = time.perf_counter()
         conns: list[ClientConnection] = []
         for i in range(0, n, 100):
@@ -99,9 +78,9 @@ async def main(n: int, *, distinct: bool) -> None:
                 )
             )
         elapsed = time.perf_counter() - started
-        server_cpu = _cpu_seconds(process.pid) - cpu_before
+        server_cpu = cpu_seconds(process.pid) - cpu_before
         await asyncio.sleep(2)
-        after = _rss_kib(process.pid)
+        after = rss_kib(process.pid)
         print(f"connections: {n} ({'distinct users' if distinct else 'one user'} in one room)")
         print(f"handshake+hello+join: {n / elapsed:.0f}/s ({elapsed:.2f}s, 100 concurrent)")
         print(

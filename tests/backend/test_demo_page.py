@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
-import socket
-from collections.abc import AsyncIterator
 
 import pytest
 from realtime.app import App
 
-from tests.backend.conftest import TEST_SETTINGS
+from tests.backend.conftest import with_settings
+from tests.backend.processes import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -18,36 +16,19 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright_api = pytest.importorskip("playwright.async_api")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-async def page_app() -> AsyncIterator[App]:
-    http_port, ws_port = _free_port(), _free_port()
-    settings = dataclasses.replace(
-        TEST_SETTINGS,
-        http_port=http_port,
-        ws_port=ws_port,
-        dev_tokens=True,
-        allowed_origins=(f"http://127.0.0.1:{http_port}",),
-    )
-    app = App(settings)
-    await app.start()
-    try:
-        yield app
-    finally:
-        await app.ws.stop()
-        await app.http.stop()
+_HTTP_PORT, _WS_PORT = free_port(), free_port()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
-async def test_two_people_chat_type_and_see_each_other(page_app: App) -> None:
+@with_settings(
+    http_port=_HTTP_PORT,
+    ws_port=_WS_PORT,
+    dev_tokens=True,
+    allowed_origins=(f"http://127.0.0.1:{_HTTP_PORT}",),
+)
+async def test_two_people_chat_type_and_see_each_other(app: App) -> None:
     """Two browser pages connect, see each other online, type, chat, and see a leave."""
-    url = f"http://127.0.0.1:{page_app.http.port}/"
+    url = f"http://127.0.0.1:{app.http.port}/"
     async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:

@@ -7,29 +7,20 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-BACKEND = Path(__file__).resolve().parents[2] / "backend"
+from tests.backend.processes import BACKEND, free_port
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -74,7 +65,7 @@ def test_bad_settings_exit_2_naming_the_variable(env: dict[str, str], message: s
 
 @pytest.fixture
 def server() -> Iterator[tuple[subprocess.Popen[str], int, int]]:
-    http_port, ws_port = _free_port(), _free_port()
+    http_port, ws_port = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "realtime"],
         cwd=BACKEND,
