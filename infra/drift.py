@@ -10,7 +10,8 @@ the same code the Pulumi program uses, parsed back with ``tomllib`` and flattene
 (``services[0].ports[0].handlers``). Two kinds of keys are left out of the comparison:
 
 - per-environment keys (:data:`PER_ENVIRONMENT`): the app name, primary region and VM size and
-  memory, which every stack sets on its own. The stack settings that never reach fly.toml
+  memory, and the browser origins allowed to open WebSockets (`[env] ALLOWED_ORIGINS`, derived
+  from the app name), which every stack sets on its own. The stack settings that never reach fly.toml
   (target, org, flyctl path, machine count, broker, which secrets are set) are per-environment
   too and are not compared at all;
 - when one of the two stacks deploys to the ``local`` target (``dev``), the fly.toml keys the
@@ -51,7 +52,7 @@ __all__ = [
 DEFAULT_STACKS: Final = ("staging", "production")
 """The Fly.io stacks compared when ``--stacks`` is not given (``dev`` deploys locally)."""
 
-PER_ENVIRONMENT: Final = ("app", "primary_region", "vm")
+PER_ENVIRONMENT: Final = ("app", "primary_region", "vm", "env.ALLOWED_ORIGINS")
 """fly.toml keys (and everything under them) each environment sets on its own."""
 
 LOCAL_TARGET_UNUSED: Final = (

@@ -335,9 +335,12 @@ def _present(value: object) -> bool:
     return value is not None and value is not False and value != ""
 
 
-def _env(values: _Values, *, ws_port: int, http_port: int) -> tuple[tuple[str, str], ...]:
+def _env(values: _Values, *, app: str, ws_port: int, http_port: int) -> tuple[tuple[str, str], ...]:
     env: dict[str, str] = {"WS_PORT": str(ws_port), "HTTP_PORT": str(http_port)}
     env["LOG_FORMAT"] = "json"
+    # The demo page is served by the app itself: its origin may open WebSockets (the backend
+    # refuses every other browser origin; set env.ALLOWED_ORIGINS to widen or change it).
+    env["ALLOWED_ORIGINS"] = f"https://{app}.fly.dev"
     for name, value in values.mapping("env").items():
         key = f"{PROJECT}:env.{name}"
         if name in _RESERVED_ENV:
@@ -408,6 +411,7 @@ def _http_service(values: _Values) -> HttpService:
 
 
 def _fly_config(values: _Values, *, stack: str, machines: int, broker: Broker) -> FlyConfig:
+    app = values.text("app", f"realtime-{stack}")
     websocket = _websocket(values)
     http_service = _http_service(values)
     vm = values.section("vm")
@@ -415,7 +419,7 @@ def _fly_config(values: _Values, *, stack: str, machines: int, broker: Broker) -
     build = values.section("build")
     metrics = values.section("metrics")
     return FlyConfig(
-        app=values.text("app", f"realtime-{stack}"),
+        app=app,
         primary_region=values.text("primaryRegion", "iad"),
         kill_signal=values.text("killSignal", "SIGTERM"),
         kill_timeout=values.duration("killTimeout", "30s"),
@@ -432,7 +436,9 @@ def _fly_config(values: _Values, *, stack: str, machines: int, broker: Broker) -
             wait_timeout=deploy.duration("waitTimeout", "10m0s"),
             release_command=deploy.optional_text("releaseCommand"),
         ),
-        env=_env(values, ws_port=websocket.internal_port, http_port=http_service.internal_port),
+        env=_env(
+            values, app=app, ws_port=websocket.internal_port, http_port=http_service.internal_port
+        ),
         http_service=http_service,
         services=(websocket,),
         vms=(

@@ -103,8 +103,13 @@ def _stop(context: PlanContext, name: str) -> tuple[str, ...]:
     return _supervise(context, "stop", name, "--state", STATE_DIR)
 
 
+def _origin(url: str) -> str:
+    """``https://host:port/`` -> ``https://host:port`` (an Origin header has no path)."""
+    return url.rstrip("/")
+
+
 def _backend_environment(
-    settings: StackSettings, instance: Instance, wss_url: str
+    settings: StackSettings, instance: Instance, *, https_url: str, wss_url: str
 ) -> Mapping[str, str]:
     config = settings.fly
     env = dict(config.env)
@@ -114,6 +119,8 @@ def _backend_environment(
         REDIS_URL=f"redis://127.0.0.1:{redis_port(settings.local_port_base)}/0",
         DEV_TOKENS="1",
         PUBLIC_WS_URL=wss_url,
+        # The demo page comes through the edge's HTTPS port: that origin may open WebSockets.
+        ALLOWED_ORIGINS=_origin(https_url),
         LOG_FORMAT="text",
     )
     if config.http_service is not None:
@@ -197,7 +204,9 @@ def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) 
                     "realtime",
                 ),
                 delete=_stop(context, instance.name),
-                environment=_backend_environment(settings, instance, wss_url),
+                environment=_backend_environment(
+                    settings, instance, https_url=https_url, wss_url=wss_url
+                ),
                 secret_environment=secret_environment,
                 triggers=(context.backend_digest, config_digest, ports_trigger),
                 depends_on=("fly-toml", "dev-secrets", "redis"),

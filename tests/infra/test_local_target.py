@@ -194,3 +194,11 @@ def test_bad_instance_specs_are_refused(text: str) -> None:
 
     with pytest.raises(argparse.ArgumentTypeError, match="expected NAME:INTERNAL=LOCAL"):
         parse_instance(text)
+
+
+def test_backends_allow_the_edge_origin_of_the_demo_page(plan: Plan) -> None:
+    """Browsers load the demo page from the edge's HTTPS port: that origin may open WebSockets."""
+    steps = {step.name: step for step in plan.steps}
+    for name in ("app-1", "app-2"):
+        assert steps[name].environment["ALLOWED_ORIGINS"] == plan.https_url.rstrip("/")
+    assert plan.https_url.rstrip("/") == "https://localhost:18443"

@@ -88,7 +88,8 @@ def test_sections_and_keys() -> None:
     assert data["vm"] == [{"size": "shared-cpu-2x", "memory": "1gb"}]
     assert data["metrics"] == [{"port": 8080, "path": "/metrics"}]
     assert data["swap_size_mb"] == 256
-    assert data["env"] == {"WS_PORT": "8081", "HTTP_PORT": "8080", "LOG_FORMAT": "json"}
+    assert data["env"]["LOG_FORMAT"] == "json"
+    assert data["env"]["ALLOWED_ORIGINS"].startswith("https://")
     (port,) = data["services"][0]["ports"]
     assert port == {
         "port": 8081,

@@ -59,7 +59,12 @@ def test_defaults() -> None:
         Duration("30s"),
     )
     assert (fly.deploy.strategy, fly.deploy.wait_timeout) == ("rolling", Duration("10m0s"))
-    assert fly.env == (("WS_PORT", "8081"), ("HTTP_PORT", "8080"), ("LOG_FORMAT", "json"))
+    assert fly.env == (
+        ("WS_PORT", "8081"),
+        ("HTTP_PORT", "8080"),
+        ("LOG_FORMAT", "json"),
+        ("ALLOWED_ORIGINS", "https://realtime-staging.fly.dev"),
+    )
     assert fly.websocket.ports[0].handlers == ("tls",)
     assert fly.http_service is not None
     assert fly.http_service.checks[0].path == "/healthz"
