@@ -11,9 +11,9 @@ the same code the Pulumi program uses, parsed back with ``tomllib`` and flattene
 
 - per-environment keys (:data:`PER_ENVIRONMENT`): the app name, primary region and VM size and
   memory, and the browser origins allowed to open WebSockets (`[env] ALLOWED_ORIGINS`, derived
-  from the app name), which every stack sets on its own. The stack settings that never reach fly.toml
-  (target, org, flyctl path, machine count, broker, which secrets are set) are per-environment
-  too and are not compared at all;
+  from the app name), which every stack sets on its own. The stack settings that never reach
+  fly.toml (target, org, flyctl path, machine count, broker, which secrets are set) are
+  per-environment too and are not compared at all;
 - when one of the two stacks deploys to the ``local`` target (``dev``), the fly.toml keys the
   local target does not act on (:data:`LOCAL_TARGET_UNUSED`): it runs the backend as plain
   processes behind haproxy, so builds, deploy strategy, machine auto stop/start, swap and metrics
