@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -137,3 +138,22 @@ async def test_sigterm_drains_with_1012_and_exits_0(
     assert "signal received, draining" in messages
     assert messages[-1] == "stopped"
     assert token not in err
+
+
+def test_port_in_use_exits_1() -> None:
+    """A WebSocket port that is taken stops the process with exit code 1 and says why."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "realtime"],
+            cwd=BACKEND,
+            env=_env(DEV_TOKENS="1", HOST="127.0.0.1", WS_PORT=str(port), LOG_FORMAT="text"),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr
