@@ -1,7 +1,8 @@
 """A real ``redis-server`` on a free loopback port, without persistence, for the tests.
 
-``RedisServer`` starts, stops (SIGTERM or SIGKILL) and restarts Debian's redis-server on the
-same port; the ``redis_server`` fixture helper yields a started one and always stops it.
+``RedisServer`` starts, stops (SIGTERM or SIGKILL), pauses (SIGSTOP) and restarts Debian's
+redis-server on the same port; ``running_redis()`` yields a started one and always stops it
+(test modules wrap it in a module-scoped ``redis_server`` fixture).
 """
 
 from __future__ import annotations
@@ -18,15 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.backend.processes import free_port
+
+__all__ = ["RedisServer", "free_port", "running_redis"]
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _ping(port: int) -> bool:

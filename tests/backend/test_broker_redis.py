@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 from realtime.broker import Broker, BrokerError, OnEvent, create_broker
@@ -42,14 +43,19 @@ def options(redis_server: RedisServer) -> RedisOptions:
     )
 
 
+Started = Callable[..., Awaitable[RedisBroker]]
+
+
 @pytest.fixture
-async def broker_factory(options: RedisOptions) -> AsyncIterator[BrokerFactory]:
+async def started(options: RedisOptions) -> AsyncIterator[Started]:
+    """``await started(inbox, **option_changes)``: a started broker on an empty Redis,
+    closed after the test."""
     async with Redis.from_url(options.url) as admin:
         await admin.flushall()
     made: list[Broker] = []
 
-    async def factory(on_event: OnEvent) -> Broker:
-        broker = RedisBroker(on_event, options)
+    async def factory(on_event: OnEvent, **changes: Any) -> RedisBroker:
+        broker = RedisBroker(on_event, dataclasses.replace(options, **changes))
         made.append(broker)
         await broker.start()
         return broker
@@ -57,6 +63,14 @@ async def broker_factory(options: RedisOptions) -> AsyncIterator[BrokerFactory]:
     yield factory
     for broker in made:
         await broker.close()
+
+
+@pytest.fixture
+def broker_factory(started: Started) -> BrokerFactory:
+    async def factory(on_event: OnEvent) -> Broker:
+        return await started(on_event)
+
+    return factory
 
 
 class TestRedisBroker(BrokerContract):
@@ -116,24 +130,18 @@ async def test_frame_built_by_script_equals_encode_message(
     assert appended.frame == expected
 
 
-async def test_history_is_bounded_and_expires(options: RedisOptions) -> None:
+async def test_history_is_bounded_and_expires(started: Started, options: RedisOptions) -> None:
     """The room's stream is trimmed to history_size and every room key has a TTL."""
+    broker = await started(Inbox(), history_size=3)
+    for i in range(5):
+        await broker.append(ROOM, ALICE, ClientMessageId(f"m{i}"), "x")
+    await broker.presence_join(ROOM, ALICE, ConnId("c1"))
     async with Redis.from_url(options.url, decode_responses=True) as admin:
-        await admin.flushall()
-        broker = RedisBroker(Inbox(), dataclasses.replace(options, history_size=3))
-        await broker.start()
-        try:
-            for i in range(5):
-                await broker.append(ROOM, ALICE, ClientMessageId(f"m{i}"), "x")
-            await broker.presence_join(ROOM, ALICE, ConnId("c1"))
-            log = "rt:{lobby}:log"
-            assert await admin.xlen(log) == 3
-            keys = await admin.keys("rt:{lobby}:*")
-            assert keys
-            ttls = {key: await admin.ttl(key) for key in keys}
-            assert all(ttl > 0 for ttl in ttls.values()), ttls
-        finally:
-            await broker.close()
+        assert await admin.xlen("rt:{lobby}:log") == 3
+        keys = await admin.keys("rt:{lobby}:*")
+        assert keys
+        ttls = {key: await admin.ttl(key) for key in keys}
+    assert all(ttl > 0 for ttl in ttls.values()), ttls
 
 
 async def test_expired_presence_is_reaped_with_one_leave(
@@ -166,34 +174,28 @@ async def test_expired_presence_is_reaped_with_one_leave(
 
 
 async def test_redis_restart_recovers_and_refuses_meanwhile(
-    options: RedisOptions, redis_server: RedisServer
+    started: Started, redis_server: RedisServer
 ) -> None:
     """While Redis is down appends raise and ready is false; afterwards a new epoch starts,
     presence is re-added and deliveries resume."""
     inbox = Inbox()
-    async with Redis.from_url(options.url) as admin:
-        await admin.flushall()
-    broker = RedisBroker(inbox, options)
-    await broker.start()
-    try:
-        await broker.subscribe(ROOM)
-        await broker.presence_join(ROOM, ALICE, ConnId("c1"))
-        before = await broker.append(ROOM, ALICE, ClientMessageId("m1"), "before")
-        redis_server.stop(kill=True)
-        await wait_for(lambda: not broker.ready)
-        with pytest.raises(BrokerError, match="redis"):
-            await broker.append(ROOM, ALICE, ClientMessageId("m2"), "during")
-        redis_server.start()
-        await wait_for(lambda: broker.ready, timeout=10.0)
-        after = await broker.append(ROOM, ALICE, ClientMessageId("m3"), "after")
-        assert after.epoch != before.epoch
-        assert after.offset == 1
-        await wait_for(lambda: after.frame in [frame for _, frame in inbox.events])
-        assert await broker.presence_snapshot(ROOM) == [ALICE]
-        recovery = await broker.history(ROOM, before.offset, before.epoch)
-        assert (recovery.recovered, recovery.frames) == (False, [after.frame])
-    finally:
-        await broker.close()
+    broker = await started(inbox)
+    await broker.subscribe(ROOM)
+    await broker.presence_join(ROOM, ALICE, ConnId("c1"))
+    before = await broker.append(ROOM, ALICE, ClientMessageId("m1"), "before")
+    redis_server.stop(kill=True)
+    await wait_for(lambda: not broker.ready)
+    with pytest.raises(BrokerError, match="redis"):
+        await broker.append(ROOM, ALICE, ClientMessageId("m2"), "during")
+    redis_server.start()
+    await wait_for(lambda: broker.ready, timeout=10.0)
+    after = await broker.append(ROOM, ALICE, ClientMessageId("m3"), "after")
+    assert after.epoch != before.epoch
+    assert after.offset == 1
+    await wait_for(lambda: after.frame in [frame for _, frame in inbox.events])
+    assert await broker.presence_snapshot(ROOM) == [ALICE]
+    recovery = await broker.history(ROOM, before.offset, before.epoch)
+    assert (recovery.recovered, recovery.frames) == (False, [after.frame])
 
 
 async def test_join_handover_has_no_gap_or_duplicate(broker_factory: BrokerFactory) -> None:
@@ -244,30 +246,24 @@ async def test_lost_subscription_replays_missed_messages_in_order(
 
 
 async def test_resubscribes_every_room_in_batches(
-    options: RedisOptions, redis_server: RedisServer
+    started: Started, options: RedisOptions, redis_server: RedisServer
 ) -> None:
     """After a Redis restart every subscribed room is subscribed again (batches of 10 here)."""
-    async with Redis.from_url(options.url) as admin:
-        await admin.flushall()
     inbox = Inbox()
-    broker = RedisBroker(inbox, dataclasses.replace(options, subscribe_batch=10))
-    await broker.start()
+    broker = await started(inbox, subscribe_batch=10)
     rooms = [RoomName(f"room-{i}") for i in range(25)]
-    try:
-        for room in rooms:
-            await broker.subscribe(room)
-        redis_server.restart()
-        await wait_for(lambda: not broker.ready)
-        await wait_for(lambda: broker.ready, timeout=10.0)
-        async with Redis.from_url(options.url) as admin:
-            assert await admin.pubsub_numsub(*(f"rt:room:{r}" for r in rooms)) == [
-                (f"rt:room:{r}".encode(), 1) for r in rooms
-            ]
-        for room in rooms:
-            await broker.publish_ephemeral(room, '{"type":"typing"}')
-        await wait_for(lambda: {room for room, _ in inbox.events} == set(rooms))
-    finally:
-        await broker.close()
+    for room in rooms:
+        await broker.subscribe(room)
+    redis_server.restart()
+    await wait_for(lambda: not broker.ready)
+    await wait_for(lambda: broker.ready, timeout=10.0)
+    async with Redis.from_url(options.url) as admin:
+        assert await admin.pubsub_numsub(*(f"rt:room:{r}" for r in rooms)) == [
+            (f"rt:room:{r}".encode(), 1) for r in rooms
+        ]
+    for room in rooms:
+        await broker.publish_ephemeral(room, '{"type":"typing"}')
+    await wait_for(lambda: {room for room, _ in inbox.events} == set(rooms))
 
 
 async def test_reaper_covers_every_room(broker_factory: BrokerFactory) -> None:
@@ -288,14 +284,13 @@ async def test_reaper_covers_every_room(broker_factory: BrokerFactory) -> None:
 
 
 async def test_starts_not_ready_while_redis_is_down(
-    options: RedisOptions, redis_server: RedisServer
+    started: Started, redis_server: RedisServer
 ) -> None:
     """A broker started without Redis reports not ready, refuses appends, and becomes ready
     when Redis comes up."""
     redis_server.stop()
-    broker = RedisBroker(Inbox(), dataclasses.replace(options, command_timeout=0.5))
     try:
-        await broker.start()
+        broker = await started(Inbox(), command_timeout=0.5)
         assert not broker.ready
         with pytest.raises(BrokerError, match="redis is unavailable"):
             await broker.append(ROOM, ALICE, ClientMessageId("m1"), "x")
@@ -303,48 +298,36 @@ async def test_starts_not_ready_while_redis_is_down(
         await wait_for(lambda: broker.ready, timeout=10.0)
         assert (await broker.append(ROOM, ALICE, ClientMessageId("m1"), "x")).offset == 1
     finally:
-        await broker.close()
         if not redis_server.running:
             redis_server.start()
 
 
 async def test_silent_redis_makes_the_broker_unready(
-    options: RedisOptions, redis_server: RedisServer
+    started: Started, redis_server: RedisServer
 ) -> None:
     """Redis stops answering without closing sockets: after three silent heartbeats the
     broker is not ready; when Redis answers again it reconnects."""
-    broker = RedisBroker(Inbox(), dataclasses.replace(options, command_timeout=0.5))
-    await broker.start()
+    broker = await started(Inbox(), command_timeout=0.5)
+    assert broker.ready
+    redis_server.pause()
     try:
-        assert broker.ready
-        redis_server.pause()
-        try:
-            await wait_for(lambda: not broker.ready, timeout=5.0)
-        finally:
-            redis_server.resume()
-        await wait_for(lambda: broker.ready, timeout=10.0)
+        await wait_for(lambda: not broker.ready, timeout=5.0)
     finally:
-        await broker.close()
+        redis_server.resume()
+    await wait_for(lambda: broker.ready, timeout=10.0)
 
 
-async def test_heartbeat_never_races_joins_and_leaves(options: RedisOptions) -> None:
+async def test_heartbeat_never_races_joins_and_leaves(started: Started) -> None:
     """With a heartbeat every 10 ms, each join still reports the user online, each leave
     offline, and the heartbeat neither re-adds a left entry nor announces anything."""
-    async with Redis.from_url(options.url) as admin:
-        await admin.flushall()
     inbox = Inbox()
-    fast = dataclasses.replace(options, presence_ttl=0.5, presence_heartbeat=0.01)
-    broker = RedisBroker(inbox, fast)
-    await broker.start()
-    try:
-        await broker.subscribe(ROOM)
-        for i in range(150):
-            user = User(UserId(f"u{i}"), f"user {i}")
-            assert await broker.presence_join(ROOM, user, ConnId(f"c{i}"))
-            await asyncio.sleep(0)
-            assert await broker.presence_leave(ROOM, user, ConnId(f"c{i}"))
-        await asyncio.sleep(1.0)  # longer than the TTL: a ghost entry would be reaped by now
-        assert inbox.events == []
-        assert await broker.presence_snapshot(ROOM) == []
-    finally:
-        await broker.close()
+    broker = await started(inbox, presence_ttl=0.5, presence_heartbeat=0.01)
+    await broker.subscribe(ROOM)
+    for i in range(150):
+        user = User(UserId(f"u{i}"), f"user {i}")
+        assert await broker.presence_join(ROOM, user, ConnId(f"c{i}"))
+        await asyncio.sleep(0)
+        assert await broker.presence_leave(ROOM, user, ConnId(f"c{i}"))
+    await asyncio.sleep(1.0)  # longer than the TTL: a ghost entry would be reaped by now
+    assert inbox.events == []
+    assert await broker.presence_snapshot(ROOM) == []

@@ -27,11 +27,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.backend.conftest import SIGNING_KEY, Client
-from tests.backend.redis_server import RedisServer, free_port, running_redis
+from tests.backend.processes import BACKEND, free_port
+from tests.backend.redis_server import RedisServer, running_redis
 
 pytestmark = pytest.mark.integration
 
-BACKEND = Path(__file__).resolve().parents[2] / "backend"
 PRESENCE_TTL = 2.0
 PRESENCE_HEARTBEAT = 0.5
 VERIFIER = TokenVerifier(SIGNING_KEY)
