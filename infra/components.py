@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import pulumi
 from pulumi_command import local
@@ -132,30 +132,23 @@ class FlyApp(pulumi.ComponentResource):
             retain_on_delete=step.retain_on_delete,
             additional_secret_outputs=["stdout", "stderr"] if handles_secrets else None,
         )
+        name = f"{prefix}-{step.name}"
+        inputs: dict[str, Any] = {
+            "create": step.create_line(),
+            "update": step.update_line(),
+            "delete": step.delete_line(),
+            "dir": step.dir,
+            "environment": environment or None,
+            "stdin": stdin,
+            "triggers": list(step.triggers) or None,
+        }
         if os.environ.get(COMMAND_IMPLEMENTATION_VARIABLE) == "dynamic":
             # The pulumi-resource-command plugin cannot be had here (docs/LOCAL.md): the same
             # inputs and semantics, run by a dynamic provider inside the real engine.
-            return LocalCommand(
-                f"{prefix}-{step.name}",
-                create=step.create_line(),
-                update=step.update_line(),
-                delete=step.delete_line(),
-                dir=step.dir,
-                environment=environment or None,
-                stdin=stdin,
-                triggers=list(step.triggers) or None,
-                logging=logging,
-                opts=opts,
-            )
+            return LocalCommand(name, **inputs, logging=logging, opts=opts)
         return local.Command(
-            f"{prefix}-{step.name}",
-            create=step.create_line(),
-            update=step.update_line(),
-            delete=step.delete_line(),
-            dir=step.dir,
-            environment=environment or None,
-            stdin=stdin,
-            triggers=list(step.triggers) or None,
+            name,
+            **inputs,
             logging=_LOGGING[logging],
             add_previous_output_in_env=False,
             opts=opts,
