@@ -20,6 +20,8 @@ from infra.stack import CONFIG_KEYS, PROJECT, SECRETS, StackSettings, settings_f
 __all__ = ["StackInputs", "read_stack"]
 
 _SECRET_KEYS = frozenset(spec.key for spec in SECRETS)
+SIGNING_KEY_MIN_CHARS = 32
+"""The backend refuses shorter HS256 keys at start (backend/realtime/settings.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,18 @@ def _configured_keys() -> set[str]:
     names = set(runtime_config.get_config_env()) | set(runtime_config.CONFIG.get())
     prefix = f"{PROJECT}:"
     return {name[len(prefix) :] for name in names if name.startswith(prefix)}
+
+
+def _check_secret_shape(key: str) -> None:
+    """Refuse a secret the backend would refuse, at preview; the message never shows the value."""
+    plaintext = runtime_config.get_config(f"{PROJECT}:{key}")
+    if key == "tokenSigningKey" and len(str(plaintext or "")) < SIGNING_KEY_MIN_CHARS:
+        raise ConfigError(
+            key=f"{PROJECT}:{key}",
+            value=f"<secret of {len(str(plaintext or ''))} characters>",
+            reason=f"must be at least {SIGNING_KEY_MIN_CHARS} characters: the backend refuses "
+            "shorter HS256 keys and would not start",
+        )
 
 
 def read_stack() -> StackInputs:
@@ -64,6 +78,7 @@ def read_stack() -> StackInputs:
                 reason="must be set with `pulumi config set --secret` so it is encrypted in the "
                 "stack file and the state",
             )
+        _check_secret_shape(spec.key)
         values[spec.key] = True  # presence only: the value never leaves the Output
         secrets[spec.env_name] = secret
     settings = settings_from_config(values, stack=pulumi.get_stack())

@@ -30,7 +30,7 @@ SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 
 # Secret values the tests set; no fly.toml, command line or log may ever contain them.
 SECRET_VALUES = {
-    "tokenSigningKey": "sk-test-3f1c9a-do-not-leak",
+    "tokenSigningKey": "sk-test-3f1c9a-do-not-leak-0123456789abcdef",
     "redisUrl": "redis://default:hunter2-do-not-leak@redis.internal:6379/0",
 }
 

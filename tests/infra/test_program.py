@@ -204,3 +204,15 @@ def test_fly_stack_without_signing_key_fails_naming_it() -> None:
     config = stack_config("staging")
     with pytest.raises(ConfigError, match="realtime-fly:tokenSigningKey"):
         run_program("staging", config=config, secret_keys=[])
+
+
+def test_short_signing_key_is_refused_without_showing_it() -> None:
+    """A key the backend would refuse (< 32 characters) fails the preview; only its length shows."""
+    secrets = stack_secrets("staging")
+    secrets["tokenSigningKey"] = "too-short-key"
+    config = stack_config("staging", secrets=secrets)
+    keys = [f"{PROJECT}:{key}" for key in secrets]
+    with pytest.raises(ConfigError, match="realtime-fly:tokenSigningKey") as info:
+        run_program("staging", config=config, secret_keys=keys)
+    assert "too-short-key" not in str(info.value)
+    assert "13 characters" in str(info.value)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import secrets
 import subprocess
 import sys
 import textwrap
@@ -405,7 +406,8 @@ def project(tmp_path: Path) -> _Project:
     """The project (Pulumi.yaml, __main__.py, infra/, backend/, the staging stack) copied into
     ``tmp_path`` with its own backend, the stack's secret set."""
     engine = copy_project(tmp_path, stack="staging")
-    engine.run("config", "set", "--secret", "realtime-fly:tokenSigningKey", "policy-test-key")
+    key = secrets.token_urlsafe(32)  # through stdin, as a platform team sets it
+    engine.run("config", "set", "--secret", "realtime-fly:tokenSigningKey", stdin=key)
     return _Project(engine)
 
 
