@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: help venv test lint typecheck pytest render drift lint-seed toolchain up down preview pulumi logs bench clean
+.PHONY: help venv test lint typecheck pytest render drift lint-seed toolchain up down preview pulumi run-backend logs bench clean
 
 help:
 	@echo "make test    - ruff, mypy --strict, pytest (creates .venv from nothing)"
@@ -67,6 +67,10 @@ preview: venv
 
 pulumi: venv
 	$(PY) -m infra.local.engine pulumi --stack $(STACK) -- $(ARGS)
+
+# The backend alone on 8080/8081 with dev tokens: open http://localhost:8080/ in two tabs.
+run-backend: venv
+	cd backend && DEV_TOKENS=1 ALLOWED_ORIGINS=http://localhost:8080 LOG_FORMAT=text ../$(PY) -m realtime
 
 logs: venv
 	$(PY) -m infra.local.supervise logs
