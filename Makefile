@@ -17,7 +17,7 @@ help:
 	@echo "make bench   - run the benchmarks and write docs/PERFORMANCE.md"
 	@echo "make render STACK=production - print a stack's fly.toml"
 
-$(VENV)/.stamp: requirements.txt requirements-dev.txt backend/requirements.txt policy/requirements.txt
+$(VENV)/.stamp: requirements.txt requirements-dev.txt backend/requirements.txt policy/requirements.txt bench/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
