@@ -41,6 +41,8 @@ def ensure_binary(*, build: bool = True) -> Path:
         raise CentrifugoUnavailable("go is not installed: centrifugo is built from source")
     cache_dir().mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GOBIN": str(cache_dir()), "CGO_ENABLED": "0"}
+    # the version stamp release builds set (otherwise `centrifugo version` says 0.0.0)
+    stamp = f"-X {CENTRIFUGO_MODULE}/internal/build.Version={CENTRIFUGO_VERSION.lstrip('v')}"
     argv = [
         "nice",
         "-n",
@@ -48,6 +50,8 @@ def ensure_binary(*, build: bool = True) -> Path:
         go,
         "install",
         "-trimpath",
+        "-ldflags",
+        f"-s -w {stamp}",
         f"{CENTRIFUGO_MODULE}@{CENTRIFUGO_VERSION}",
     ]
     try:

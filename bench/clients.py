@@ -103,8 +103,10 @@ class _Client(WSListener):
                     if own:
                         self.own += own
                         worker.on_own(self)
-            elif self.app_ping is not None and _has_line(data, self.app_ping):
-                transport.send(WSMsgType.TEXT, self.app_ping)
+            # Centrifugo batches its ping with pushes: answer it wherever it is in the frame
+            ping = self.app_ping
+            if ping is not None and ping in data and _has_line(data, ping):
+                transport.send(WSMsgType.TEXT, ping)
             return
         if self.app_ping is not None and data == self.app_ping:
             transport.send(WSMsgType.TEXT, self.app_ping)
@@ -253,9 +255,10 @@ class Worker:
 
     async def publish(self, *, rate: float, window: int, seconds: float) -> dict[str, Any]:
         """Publish for ``seconds``: open loop at ``rate`` messages/s over this process's
-        senders, or closed loop with ``window`` messages in flight per sender when rate is 0."""
+        senders, or closed loop with ``window`` messages in flight per sender when rate is 0.
+        The coordinator resets every process's counters first (``reset``): a process resetting
+        its own would drop deliveries another process's senders already caused."""
         senders = [c for c in self.clients if c.spec.sender >= 0 and c.is_ready]
-        self.reset()
         if not senders:
             await asyncio.sleep(seconds)
             return {"published": 0}

@@ -130,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.info("opened %s connections", opened["opened"])
             recorder = _record(server.pid, args.seconds, raw)
             started = time.monotonic()
+            loadgen.call("reset")
             answers = loadgen.call(
                 "publish", rate=0.0, window=params.inflight, seconds=args.seconds + 1
             )

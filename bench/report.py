@@ -80,7 +80,7 @@ def one_line(scenario: str, value: dict[str, Any]) -> str:
         per = value.get("rss_per_connection_bytes")
         return (
             f"{value['connections']} connections, "
-            f"{_fmt(per / 1024 if per else None, 1)} KB RSS each, "
+            f"{_fmt(per / 1024 if per else None, 1)} KiB RSS each, "
             f"idle CPU {_fmt(value['idle_cpu_percent'], 1)}%"
         )
     if "per_s" in value:
@@ -137,7 +137,7 @@ def _idle_table(results: dict[str, Any]) -> list[str]:
     lines = [
         "### Idle: authenticated connections, each in two rooms with presence, pings running",
         "",
-        "| peer | connections | RSS / connection KB | x baseline | RSS added / connection KB "
+        "| peer | connections | RSS / connection KiB | x baseline | RSS added / connection KiB "
         "| idle CPU % of a core | CPU us / connection / s | open after idle |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -290,7 +290,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     per = idle.get("rss_per_connection_bytes")
     found.append(
         _target(
-            "resident memory per idle authenticated connection (KB)",
+            "resident memory per idle authenticated connection (KiB)",
             per / 1024 if per else None,
             TARGETS["idle_kb"],
             higher=False,
@@ -482,7 +482,7 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
         )
         left.set_xticks(slots, names)
         left.axhline(TARGETS["idle_kb"], color="red", linewidth=0.8, linestyle=":", label="target")
-        left.set_ylabel("RSS / connection, KB")
+        left.set_ylabel("RSS / connection, KiB")
         count = max((idle[p]["connections"] for p in names), default=0)
         left.set_title(f"Idle: {count:,} connections (two rooms, presence)")
         left.legend()

@@ -155,6 +155,7 @@ def _window(
     meter = CpuMeter(servers, loadgen)
     meter.start()
     per_worker = rate / len(loadgen)
+    loadgen.call("reset")
     answers = loadgen.call("publish", rate=per_worker, window=inflight, seconds=seconds)
     published = sum(a["published"] for a in answers)
     drained = _wait_delivered(loadgen, published * members, drain)

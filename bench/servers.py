@@ -206,6 +206,7 @@ def centrifugo_config(port: int) -> dict[str, object]:
     return {
         "http_server": {"address": "127.0.0.1", "port": port},
         "log": {"level": "error"},
+        "usage_stats": {"disabled": True},
         "client": {"allowed_origins": ["*"]},
         "channel": {
             "namespaces": [
