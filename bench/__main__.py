@@ -182,13 +182,15 @@ def _redis(run: Run, loadgen: LoadGenerator) -> None:
 
     def one() -> dict[str, Any]:
         with (
-            servers.redis_server(run.workdir) as (url, _redis),
-            servers.backend(run.workdir, secret=run.secret, name="realtime-a", redis_url=url) as a,
+            servers.redis_server(run.workdir) as redis,
+            servers.backend(
+                run.workdir, secret=run.secret, name="realtime-a", redis_url=redis.url
+            ) as a,
         ):
             specs = scenarios.members(
                 [(a.url, a.protocol)], size, room="shared", senders=run.params.senders
             )
-            return scenarios.fanout(loadgen, [a], specs, run.params, ramp=ramp)
+            return scenarios.fanout(loadgen, [a, redis], specs, run.params, ramp=ramp)
 
     def memory() -> dict[str, Any]:
         with servers.backend(run.workdir, secret=run.secret, name="realtime-m") as m:
@@ -199,9 +201,13 @@ def _redis(run: Run, loadgen: LoadGenerator) -> None:
 
     def two() -> dict[str, Any]:
         with (
-            servers.redis_server(run.workdir) as (url, _redis),
-            servers.backend(run.workdir, secret=run.secret, name="realtime-a", redis_url=url) as a,
-            servers.backend(run.workdir, secret=run.secret, name="realtime-b", redis_url=url) as b,
+            servers.redis_server(run.workdir) as redis,
+            servers.backend(
+                run.workdir, secret=run.secret, name="realtime-a", redis_url=redis.url
+            ) as a,
+            servers.backend(
+                run.workdir, secret=run.secret, name="realtime-b", redis_url=redis.url
+            ) as b,
         ):
             specs = scenarios.members(
                 [(a.url, a.protocol), (b.url, b.protocol)],
@@ -209,7 +215,7 @@ def _redis(run: Run, loadgen: LoadGenerator) -> None:
                 room="shared",
                 senders=run.params.senders,
             )
-            return scenarios.fanout(loadgen, [a, b], specs, run.params, ramp=ramp)
+            return scenarios.fanout(loadgen, [a, b, redis], specs, run.params, ramp=ramp)
 
     run.record("redis", "one-instance-memory", memory)
     run.record("redis", "one-instance-redis", one)

@@ -319,6 +319,21 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             digits=2,
         )
     )
+    one_cost = _median(
+        redis.get("one-instance-memory", {}).get("saturation"), "server_cpu_us_per_delivery"
+    )
+    two_cost = _median(
+        redis.get("two-instances-redis", {}).get("saturation"), "server_cpu_us_per_delivery"
+    )
+    found.append(
+        _target(
+            "same, per CPU second (backends + redis-server) vs one instance (x), for context",
+            one_cost / two_cost if one_cost and two_cost else None,
+            TARGETS["redis_ratio"],
+            higher=True,
+            digits=2,
+        )
+    )
     return found
 
 

@@ -252,8 +252,8 @@ def centrifugo(
 
 
 @contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A throwaway redis-server without persistence; yields its URL and process."""
+def redis_server(workdir: Path) -> Iterator[Server]:
+    """A throwaway redis-server without persistence (its ``url`` is the REDIS_URL)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise ServerError("redis-server not found on PATH: apt-get install redis-server")
@@ -272,7 +272,9 @@ def redis_server(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]
         str(workdir),
     ]
     with _running("redis", argv, port=port, workdir=workdir, env=_base_env()) as process:
-        yield f"redis://127.0.0.1:{port}/0", process
+        yield Server(
+            "redis", f"redis://127.0.0.1:{port}/0", "redis", process, workdir / "redis.log"
+        )
 
 
 @contextlib.contextmanager
