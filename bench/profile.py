@@ -103,6 +103,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=servers.REPO / "bench" / "results")
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="fanout: publishes/s open loop (0: saturate)"
+    )
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="fanout through two instances on a redis-server; profile the first instance",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     secret = secrets.token_urlsafe(32)
@@ -117,29 +125,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-prof-")))
-        server = stack.enter_context(servers.backend(workdir, secret=secret, cpus=[0]))
-        loadgen = stack.enter_context(LoadGenerator(workers=2, secret=secret, cpus=[1]))
+        targets: list[tuple[str, str]] = []
+        if args.redis:  # unpinned, as in the suite's two-instance scenario
+            redis = stack.enter_context(servers.redis_server(workdir))
+            instances = [
+                stack.enter_context(
+                    servers.backend(workdir, secret=secret, name=name, redis_url=redis.url)
+                )
+                for name in ("realtime-a", "realtime-b")
+            ]
+            targets += [(instance.url, instance.protocol) for instance in instances]
+            server = instances[0]
+            loadgen = stack.enter_context(LoadGenerator(workers=2, secret=secret))
+        else:
+            server = stack.enter_context(servers.backend(workdir, secret=secret, cpus=[0]))
+            targets.append((server.url, server.protocol))
+            loadgen = stack.enter_context(LoadGenerator(workers=2, secret=secret, cpus=[1]))
         if args.scenario == "fanout":
-            specs = scenarios.members(
-                [(server.url, server.protocol)],
-                args.members,
-                room="profile",
-                senders=params.senders,
-            )
+            specs = scenarios.members(targets, args.members, room="profile", senders=params.senders)
             opened = loadgen.open(specs)
             logger.info("opened %s connections", opened["opened"])
             recorder = _record(server.pid, args.seconds, raw)
             started = time.monotonic()
             loadgen.call("reset")
             answers = loadgen.call(
-                "publish", rate=0.0, window=params.inflight, seconds=args.seconds + 1
+                "publish",
+                rate=args.rate / len(loadgen),
+                window=params.inflight,
+                seconds=args.seconds + 1,
             )
             stats = loadgen.stats()
             wall = time.monotonic() - started
+            latencies = [ns / 1e6 for ns in stats["latency_ns"]]
             logger.info(
-                "published %s, delivered %.0f/s",
+                "published %s, delivered %.0f/s, latency p50 %s p99 %s ms",
                 sum(a["published"] for a in answers),
                 stats["delivered"] / wall,
+                scenarios.percentile(latencies, 0.5),
+                scenarios.percentile(latencies, 0.99),
             )
             loadgen.close()
         else:

@@ -435,7 +435,7 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
         left.set_ylabel("delivered messages / s (saturation)")
         left.set_title("Fan-out throughput, one room")
         left.legend()
-        size = max(sizes)
+        size = 1000 if 1000 in sizes else max(sizes)  # the size the latency target names
         for peer in peers:
             cell = fan.get(f"{peer}@{size}", {})
             points = [
@@ -522,7 +522,8 @@ def write_docs(results: dict[str, Any], *, docs: Path, results_path: Path) -> li
     """Plots into ``docs/perf``, the generated section into ``docs/PERFORMANCE.md``."""
     pngs = plot(results, docs / "perf")
     section = markdown(results, plots=[f"perf/{p.name}" for p in pngs])
-    section += f"\nRaw figures: `{results_path.name}` (bench/results/, not committed).\n"
+    name = results_path.name
+    section += f"\nEvery figure of this run: [`{name}`](../bench/results/{name}).\n"
     page = docs / "PERFORMANCE.md"
     text = page.read_text() if page.exists() else f"# Performance\n\n{BEGIN}\n{END}\n"
     if BEGIN not in text or END not in text:

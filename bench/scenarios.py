@@ -31,10 +31,10 @@ LATENCY_POINT = 0.5
 class Params:
     """Sizes and durations of one run (``quick`` shrinks every one of them)."""
 
-    sizes: tuple[int, ...] = (100, 1000)
+    sizes: tuple[int, ...] = (100, 1000, 5000)
     senders: int = 4
     inflight: int = 4
-    window_seconds: float = 4.0
+    window_seconds: float = 3.0
     warmup_seconds: float = 2.0
     rounds: int = 3
     idle_connections: int = 10_000
