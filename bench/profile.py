@@ -98,7 +98,7 @@ def _record(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
-    parser.add_argument("--scenario", choices=("fanout", "churn"), default="fanout")
+    parser.add_argument("--scenario", choices=("fanout", "churn", "idle"), default="fanout")
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=servers.REPO / "bench" / "results")
@@ -164,6 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 scenarios.percentile(latencies, 0.5),
                 scenarios.percentile(latencies, 0.99),
             )
+            loadgen.close()
+        elif args.scenario == "idle":
+            opened = loadgen.open(scenarios.idle_members(server, args.members, params))
+            logger.info("opened %s connections, settling", opened["opened"])
+            time.sleep(params.idle_settle_seconds)
+            recorder = _record(server.pid, args.seconds, raw)
+            recorder.wait(timeout=args.seconds + 60)
             loadgen.close()
         else:
             recorder = _record(server.pid, args.seconds, raw)

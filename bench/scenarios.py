@@ -307,12 +307,11 @@ def _summary(windows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def idle(loadgen: LoadGenerator, server: Server, count: int, params: Params) -> dict[str, Any]:
-    """``count`` authenticated connections, each in two rooms with presence; RSS and CPU per
-    connection once settled, with keepalive pings running."""
+def idle_members(server: Server, count: int, params: Params) -> list[ConnSpec]:
+    """``count`` connections, each in two of ``count / idle_rooms_size`` rooms (about
+    ``2 x idle_rooms_size`` members per room)."""
     rooms = max(2, count // params.idle_rooms_size)
-    rss_empty = server.rss()
-    specs = [
+    return [
         ConnSpec(
             url=server.url,
             protocol=server.protocol,
@@ -321,6 +320,13 @@ def idle(loadgen: LoadGenerator, server: Server, count: int, params: Params) -> 
         )
         for i in range(count)
     ]
+
+
+def idle(loadgen: LoadGenerator, server: Server, count: int, params: Params) -> dict[str, Any]:
+    """``count`` authenticated connections, each in two rooms with presence; RSS and CPU per
+    connection once settled, with keepalive pings running."""
+    rss_empty = server.rss()
+    specs = idle_members(server, count, params)
     opened = loadgen.open(specs)
     try:
         time.sleep(params.idle_settle_seconds)
