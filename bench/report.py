@@ -167,19 +167,20 @@ def _churn_table(results: dict[str, Any]) -> list[str]:
         "### Connection churn: handshake, auth, join with presence, disconnect",
         "",
         "| peer | sessions/s | x baseline | p50 / p99 ms per session | server CPU % "
-        "| generator CPU % |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| server CPU us / session | generator CPU % |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     base = _median(cells.get("baseline"), "per_s")
     for peer in _peers(cells):
         cell = cells[peer]
         if "error" in cell:
-            lines.append(f"| {peer} | error: {cell['error'][:120]} | | | | |")
+            lines.append(f"| {peer} | error: {cell['error'][:120]} | | | | | |")
             continue
         lines.append(
             f"| {peer} | {_spread(cell['per_s'])} | {_ratio(_median(cell, 'per_s'), base)} "
             f"| {_fmt(_median(cell, 'p50_ms'), 1)} / {_fmt(_median(cell, 'p99_ms'), 1)} "
             f"| {_fmt(_median(cell, 'server_cpu_percent'))} "
+            f"| {_fmt(_median(cell, 'server_cpu_us_per_session'))} "
             f"| {_fmt(_median(cell, 'generator_cpu_percent'))} |"
         )
     return [*lines, ""]
@@ -239,17 +240,20 @@ def _edge_table(results: dict[str, Any]) -> list[str]:
     if churn:
         lines += [
             "| setup | sessions/s (TLS handshake included via the edge) | x direct "
-            "| p50 / p99 ms per session |",
-            "| --- | ---: | ---: | ---: |",
+            "| p50 / p99 ms per session | CPU us / session (backend + haproxy) "
+            "| generator CPU % |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
         ]
         base = _median(churn.get("churn-direct"), "per_s")
         for key, cell in churn.items():
             if "error" in cell:
-                lines.append(f"| {key} | error: {cell['error'][:120]} | | |")
+                lines.append(f"| {key} | error: {cell['error'][:120]} | | | | |")
                 continue
             lines.append(
                 f"| {key} | {_spread(cell['per_s'])} | {_ratio(_median(cell, 'per_s'), base)} "
-                f"| {_fmt(_median(cell, 'p50_ms'), 1)} / {_fmt(_median(cell, 'p99_ms'), 1)} |"
+                f"| {_fmt(_median(cell, 'p50_ms'), 1)} / {_fmt(_median(cell, 'p99_ms'), 1)} "
+                f"| {_fmt(_median(cell, 'server_cpu_us_per_session'))} "
+                f"| {_fmt(_median(cell, 'generator_cpu_percent'))} |"
             )
         lines.append("")
     return lines

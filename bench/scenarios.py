@@ -399,6 +399,7 @@ def churn(
             "errors": errors,
             "session_ms": {"p50": percentile(times, 0.5), "p99": percentile(times, 0.99)},
             "server_cpu_percent": cpu["server_cpu_percent"],
+            "server_cpu_us_per_session": 1e6 * cpu["server_cpu_seconds"] / done if done else None,
             "generator_cpu_percent": cpu["generator_cpu_percent"],
         }
 
@@ -412,4 +413,7 @@ def churn(
         "p99_ms": spread([w["session_ms"]["p99"] for w in windows if w["session_ms"]["p99"]]),
         "server_cpu_percent": spread([sum(w["server_cpu_percent"]) for w in windows]),
         "generator_cpu_percent": spread([w["generator_cpu_percent"] for w in windows]),
+        "server_cpu_us_per_session": spread(
+            [w["server_cpu_us_per_session"] for w in windows if w["server_cpu_us_per_session"]]
+        ),
     }
