@@ -266,6 +266,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--sizes", help="comma-separated fan-out room sizes instead of the profile's (5000)"
     )
+    parser.add_argument(
+        "--backend",
+        type=Path,
+        help="measure the backend in this directory instead (before/after a change)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON")
     parser.add_argument(
         "--docs",
@@ -298,6 +303,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         logger.error("unknown peer or scenario: %s", ", ".join(unknown))
         return 2
+    if args.backend is not None:
+        if not (args.backend / "realtime" / "__main__.py").exists():
+            logger.error("--backend %s has no realtime/__main__.py", args.backend)
+            return 2
+        servers.BACKEND = args.backend.resolve()
     fd_limit = _raise_fd_limit()
     with tempfile.TemporaryDirectory(prefix="realtime-bench-") as tmp:
         run = Run(params, pin=not args.no_pin, workdir=Path(tmp))
@@ -324,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "generator_cpus": run.generator_cpus,
                     "fd_limit": fd_limit,
                     "backend_env": servers.BACKEND_LIMITS,
+                    "backend_dir": str(servers.BACKEND),
                 },
                 "notes": notes,
             }

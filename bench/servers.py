@@ -25,6 +25,9 @@ import psutil
 from bench.centrifugo import CENTRIFUGO_NAMESPACE
 
 REPO = Path(__file__).resolve().parents[1]
+BACKEND = Path(os.environ.get("BENCH_BACKEND", REPO / "backend"))
+"""The backend measured: this checkout's, or another ``backend/`` directory (before/after
+comparisons of a change) named by ``BENCH_BACKEND`` or ``--backend``."""
 START_TIMEOUT = 30.0
 
 
@@ -157,8 +160,10 @@ def backend(
     redis_url: str = "",
     cpus: Sequence[int] | None = None,
     extra_env: Mapping[str, str] | None = None,
+    source: Path | None = None,
 ) -> Iterator[Server]:
-    """``python -m realtime`` with every feature on (auth, presence, history, limits)."""
+    """``python -m realtime`` with every feature on (auth, presence, history, limits), run
+    from ``source`` (a ``backend/`` directory; default this checkout's, see ``--backend``)."""
     ws_port, http_port = free_port(), free_port()
     env = {
         **_base_env(),
@@ -174,7 +179,7 @@ def backend(
     }
     argv = [sys.executable, "-m", "realtime"]
     with _running(
-        name, argv, port=ws_port, workdir=workdir, env=env, cwd=REPO / "backend", cpus=cpus
+        name, argv, port=ws_port, workdir=workdir, env=env, cwd=source or BACKEND, cpus=cpus
     ) as process:
         yield Server(
             name,
