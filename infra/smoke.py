@@ -63,12 +63,12 @@ def _wait_ready(https_url: str, context: ssl.SSLContext, deadline: float) -> Non
     raise SmokeError(f"readiness: {url} did not answer 200 ({last})")
 
 
-async def _check_alpn(wss_url: str, context: ssl.SSLContext) -> str | None:
+async def _check_alpn(wss_url: str, ca_file: str | None) -> str | None:
     parts = urlsplit(wss_url)
     host = parts.hostname or ""
     port = parts.port or 443
-    probe = _ssl_context(None) if context.verify_mode == ssl.CERT_NONE else context
-    # Offer h2 first, as a browser does: the edge must still pick http/1.1 (the ALPN pin).
+    # Offer h2 first, as a browser's page load does: the edge must still pick http/1.1 (the pin).
+    probe = ssl.create_default_context(cafile=ca_file)
     probe.set_alpn_protocols(["h2", "http/1.1"])
     _reader, writer = await asyncio.wait_for(
         asyncio.open_connection(host, port, ssl=probe, server_hostname=host), timeout=10
@@ -131,7 +131,7 @@ async def run_smoke(
     passed: list[str] = []
     await asyncio.to_thread(_wait_ready, https_url, context, time.monotonic() + wait)
     passed.append(f"ready: {https_url}")
-    chosen = await _check_alpn(wss_url, context)
+    chosen = await _check_alpn(wss_url, ca_file)
     passed.append(f"alpn: {chosen or 'none'}")
     try:
         async with connect(wss_url, ssl=context, open_timeout=10, compression=None) as ws:
