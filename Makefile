@@ -75,5 +75,10 @@ run-backend: venv
 logs: venv
 	$(PY) -m infra.local.supervise logs
 
+# The benchmark suite (docs/PERFORMANCE.md): the backend against the websockets baseline and
+# Centrifugo (built from the Go module proxy on first use). BENCH_QUICK=1 for a ~3 minute run.
+bench: venv
+	$(PY) -m bench
+
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache
