@@ -536,3 +536,32 @@ def write_docs(results: dict[str, Any], *, docs: Path, results_path: Path) -> li
     _, tail = rest.split(END, 1)
     page.write_text(f"{head}{BEGIN}\n{section}\n{END}{tail}")
     return [page, *pngs]
+
+
+def compare(runs: Sequence[dict[str, Any]]) -> str:
+    """The targets of several runs side by side (how much figures move between runs)."""
+    header = "| target | goal | " + " | ".join(r["started"][11:16] + " UTC" for r in runs) + " |"
+    lines = [header, "| --- | ---: |" + " ---: |" * len(runs)]
+    rows = [targets(run) for run in runs]
+    for index, first in enumerate(rows[0]):
+        cells = [_fmt(row[index]["measured"], first["digits"]) for row in rows]
+        goal = f"{first['direction']} {_fmt(first['goal'], first['digits'])}"
+        lines.append(f"| {first['target']} | {goal} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.report RUN.json...``: the targets of these runs side by side."""
+    import json  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    paths = [Path(p) for p in (sys.argv[1:] if argv is None else argv)]
+    if not paths:
+        print("usage: python -m bench.report RUN.json [RUN.json...]", file=sys.stderr)
+        return 2
+    print(compare([json.loads(p.read_text()) for p in paths]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
