@@ -108,9 +108,11 @@ class _Client(WSListener):
             if ping is not None and ping in data and _has_line(data, ping):
                 transport.send(WSMsgType.TEXT, ping)
             return
-        if self.app_ping is not None and data == self.app_ping:
-            transport.send(WSMsgType.TEXT, self.app_ping)
-            return
+        ping = self.app_ping
+        if ping is not None and ping in data and _has_line(data, ping):
+            transport.send(WSMsgType.TEXT, ping)  # also when batched with handshake replies
+            if data == ping:
+                return
         try:
             frames = self.protocol.on_handshake_frame(data)
         except (HandshakeError, ValueError) as exc:
