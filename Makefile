@@ -30,7 +30,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 typecheck: venv
-	$(VENV)/bin/mypy infra backend/realtime policy
+	$(VENV)/bin/mypy infra backend/realtime policy bench
 
 pytest: venv toolchain
 	$(PY) -m pytest $(PYTEST_ARGS)
