@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import psutil
 
 from bench.centrifugo import CENTRIFUGO_NAMESPACE
+from infra.local.supervise import SuperviseError, wait_tcp
 
 REPO = Path(__file__).resolve().parents[1]
 BACKEND = Path(os.environ.get("BENCH_BACKEND", REPO / "backend"))
@@ -75,25 +75,6 @@ class Server:
             process.cpu_affinity(list(cpus))
 
 
-def _wait_tcp(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServerError(f"{process.args!r} exited {process.returncode}: {_tail(log)}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise ServerError(f"port {port} not listening after {START_TIMEOUT}s: {_tail(log)}")
-
-
-def _tail(log: Path) -> str:
-    try:
-        return log.read_text(errors="replace")[-2000:]
-    except OSError:
-        return "(no log)"
-
-
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         return
@@ -132,7 +113,10 @@ def _running(
     try:
         if cpus:
             psutil.Process(process.pid).cpu_affinity(list(cpus))
-        _wait_tcp(port, process, log)
+        try:
+            wait_tcp("127.0.0.1", port, timeout=START_TIMEOUT, process=process, log=log)
+        except SuperviseError as exc:
+            raise ServerError(str(exc)) from None
         yield process
     finally:
         _stop(process)

@@ -195,19 +195,43 @@ def stop(name: str, *, state: Path = DEFAULT_STATE_DIR, timeout: float = 10.0) -
     return True
 
 
-def wait_tcp(host: str, port: int, *, timeout: float = 30.0) -> None:
+def wait_tcp(
+    host: str,
+    port: int,
+    *,
+    timeout: float = 30.0,
+    process: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
     """Return once ``host:port`` accepts a TCP connection; :class:`SuperviseError` after
-    ``timeout`` seconds."""
+    ``timeout`` seconds. With ``process`` (the server being waited for), fail at once when it
+    exits instead; either error ends with the last lines of ``log``, if given."""
     deadline = time.monotonic() + timeout
     last: OSError | None = None
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise SuperviseError(
+                f"{process.args!r} exited {process.returncode} before {host}:{port} listened"
+                f"{_log_tail(log)}"
+            )
         try:
             with socket.create_connection((host, port), timeout=1.0):
                 return
         except OSError as exc:
             last = exc
-            time.sleep(0.1)
-    raise SuperviseError(f"{host}:{port} did not accept a connection in {timeout:g} s: {last}")
+            time.sleep(0.05)
+    raise SuperviseError(
+        f"{host}:{port} did not accept a connection in {timeout:g} s: {last}{_log_tail(log)}"
+    )
+
+
+def _log_tail(log: Path | None, chars: int = 2000) -> str:
+    if log is None:
+        return ""
+    try:
+        return "\n" + log.read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""
 
 
 def read_env_file(path: Path, base: Mapping[str, str]) -> dict[str, str]:

@@ -214,3 +214,24 @@ def test_start_with_wait_tcp_stops_a_process_that_never_listens(tmp_path: Path) 
     assert result.returncode == 1
     assert "deaf: 127.0.0.1:1 did not accept a connection" in result.stderr
     assert supervise.running("deaf", state=tmp_path) is None
+
+
+def test_wait_tcp_fails_at_once_when_the_server_exits(tmp_path: Path) -> None:
+    """A server that dies before listening fails the wait with its exit and its log, not a
+    timeout."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "import sys; print('bad config: no port'); sys.exit(3)"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    process.wait()
+    with pytest.raises(supervise.SuperviseError, match=r"exited 3 before") as info:
+        supervise.wait_tcp("127.0.0.1", port, timeout=30, process=process, log=log)
+    assert "bad config: no port" in str(info.value)

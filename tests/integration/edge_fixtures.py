@@ -27,7 +27,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from playwright.sync_api import Browser, sync_playwright
 
 from infra.local.certs import ensure_certificates
 from infra.local.edge import Instance, edge_port, fly_services, render_haproxy
+from infra.local.supervise import wait_tcp
 from infra.model import FlyConfig, HttpService, WebSocketService
 from tests.backend.redis_server import free_port
 
@@ -89,18 +89,6 @@ def _free_port_base(public_ports: tuple[int, ...]) -> int:
         if all(_port_free(edge_port(port, base=base)) for port in public_ports):
             return base
     raise RuntimeError(f"no free port base for public ports {public_ports}")
-
-
-def _wait_tcp(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited {process.returncode}:\n{log.read_text()}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"port {port} not listening after {_START_TIMEOUT}s:\n{log.read_text()}")
 
 
 def _start(
@@ -269,13 +257,13 @@ def running_edge(
         backend = _start(
             [sys.executable, "-m", "realtime"], REPO / "backend", env, backend_log, processes
         )
-        _wait_tcp(http_port, backend, backend_log)
-        _wait_tcp(ws_port, backend, backend_log)
+        wait_tcp("127.0.0.1", http_port, timeout=_START_TIMEOUT, process=backend, log=backend_log)
+        wait_tcp("127.0.0.1", ws_port, timeout=_START_TIMEOUT, process=backend, log=backend_log)
         edge = _start(
             [haproxy, "-db", "-f", str(config_file)], workdir, haproxy_env, edge_log, processes
         )
-        _wait_tcp(https_port, edge, edge_log)
-        _wait_tcp(wss_port, edge, edge_log)
+        wait_tcp("127.0.0.1", https_port, timeout=_START_TIMEOUT, process=edge, log=edge_log)
+        wait_tcp("127.0.0.1", wss_port, timeout=_START_TIMEOUT, process=edge, log=edge_log)
         yield Edge(
             https_port=https_port,
             wss_port=wss_port,
