@@ -9,6 +9,7 @@ from __future__ import annotations
 from infra.plan import Plan, PlanContext
 from infra.stack import StackSettings
 from infra.targets.fly import fly_plan
+from infra.targets.local import local_plan
 
 __all__ = ["plan_for"]
 
@@ -17,7 +18,4 @@ def plan_for(settings: StackSettings, fly_toml: str, context: PlanContext) -> Pl
     """The plan of the stack's ``realtime-fly:target``."""
     if settings.target == "fly":
         return fly_plan(settings, fly_toml=fly_toml, context=context)
-    # Imported on use: the local target pulls in certificate generation the fly target never needs.
-    from infra.targets.local import local_plan  # noqa: PLC0415
-
     return local_plan(settings, fly_toml=fly_toml, context=context)

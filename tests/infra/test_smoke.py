@@ -48,6 +48,17 @@ async def _serve(tmp_path: Path, alpn: list[str]) -> tuple[asyncio.Server, int, 
     return server, port, certs.ca
 
 
+async def _smoke_at(port: int, ca: Path, *, wait: float = 5) -> list[str]:
+    """The smoke check against an edge answering both URLs on ``port``."""
+    return await run_smoke(
+        wss_url=f"wss://localhost:{port}/",
+        https_url=f"https://localhost:{port}/",
+        ca_file=str(ca),
+        signing_key=None,
+        wait=wait,
+    )
+
+
 @pytest.fixture
 async def h2_edge(tmp_path: Path) -> AsyncIterator[tuple[int, Path]]:
     server, port, ca = await _serve(tmp_path, ["h2", "http/1.1"])
@@ -66,13 +77,7 @@ async def test_an_edge_negotiating_h2_fails_the_alpn_check(h2_edge: tuple[int, P
     """h2 on the WebSocket port is the failure the ALPN pin prevents: the check names it."""
     port, ca = h2_edge
     with pytest.raises(SmokeError, match=r"alpn: .* negotiated h2"):
-        await run_smoke(
-            wss_url=f"wss://localhost:{port}/",
-            https_url=f"https://localhost:{port}/",
-            ca_file=str(ca),
-            signing_key=None,
-            wait=5,
-        )
+        await _smoke_at(port, ca)
 
 
 async def test_an_upgrade_answered_without_101_fails_the_handshake_check(
@@ -81,23 +86,11 @@ async def test_an_upgrade_answered_without_101_fails_the_handshake_check(
     """A 426 (or the PU02 close) instead of 101 fails the deploy, naming the status."""
     port, ca = refusing_edge
     with pytest.raises(SmokeError, match=r"handshake: .* answered 426 instead of 101"):
-        await run_smoke(
-            wss_url=f"wss://localhost:{port}/",
-            https_url=f"https://localhost:{port}/",
-            ca_file=str(ca),
-            signing_key=None,
-            wait=5,
-        )
+        await _smoke_at(port, ca)
 
 
 async def test_an_edge_that_never_gets_ready_fails_the_readiness_check(tmp_path: Path) -> None:
     """Nothing listening: the check waits, then names the readiness URL."""
     certs = ensure_certificates(tmp_path / "tls")
     with pytest.raises(SmokeError, match=r"readiness: https://localhost:9/readyz"):
-        await run_smoke(
-            wss_url="wss://localhost:9/",
-            https_url="https://localhost:9/",
-            ca_file=str(certs.ca),
-            signing_key=None,
-            wait=1,
-        )
+        await _smoke_at(9, certs.ca, wait=1)
