@@ -489,12 +489,22 @@ async def test_slow_consumer_does_not_delay_others(cluster: Cluster) -> None:
             ident = f"s-{len(sent_at)}"
             sent_at[ident] = time.monotonic()
             await sender.client.send(type="message", room="lobby", id=ident, body=body)
-        await asyncio.sleep(0)
+            # let the fast members' pumps (same event loop) read between sends: the test must
+            # not starve its own "fast" readers into slow consumers
+            await asyncio.sleep(0)
         if not closed_after and await _metric(a, "realtime_slow_consumers_total") >= 1:
             closed_after = len(sent_at)
     count = len(sent_at) + 20
     assert closed_after, "the slow consumer was never closed"
-    await _until(lambda: len(fast_a.seen) == count and len(fast_b.seen) == count, timeout=20)
+    try:
+        await _until(lambda: len(fast_a.seen) == count and len(fast_b.seen) == count, timeout=20)
+    except TimeoutError:
+        states = ", ".join(
+            f"{m.user} got {len(m.seen)}/{count} (close code "
+            f"{m.client.ws.close_code if m.client else None})"
+            for m in (fast_a, fast_b)
+        )
+        pytest.fail(f"the other members did not receive every message: {states}")
     slow.client.ws.transport.resume_reading()
     backlog = 0
     with contextlib.suppress(ConnectionClosed):
