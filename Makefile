@@ -57,16 +57,16 @@ toolchain:
 # The dev stack on this machine through the real engine (docs/LOCAL.md). Other stacks: STACK=...
 # with PULUMI_CONFIG_PASSPHRASE set; any pulumi command: make pulumi ARGS="preview --diff".
 up: venv
-	$(PY) -m infra.local.engine up --stack $(STACK)
+	$(PY) -m infra.engine up --stack $(STACK)
 
 down: venv
-	$(PY) -m infra.local.engine destroy --stack $(STACK)
+	$(PY) -m infra.engine destroy --stack $(STACK)
 
 preview: venv
-	$(PY) -m infra.local.engine preview --stack $(STACK)
+	$(PY) -m infra.engine preview --stack $(STACK)
 
 pulumi: venv
-	$(PY) -m infra.local.engine pulumi --stack $(STACK) -- $(ARGS)
+	$(PY) -m infra.engine pulumi --stack $(STACK) -- $(ARGS)
 
 # The backend alone on 8080/8081 with dev tokens: open http://localhost:8080/ in two tabs.
 run-backend: venv

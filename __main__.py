@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pulumi
 
-from infra.components import FlyApp, FlyAppArgs
-from infra.config import read_stack
-from infra.plan import PlanContext, tree_digest
-from infra.targets import plan_for
+from infra.deploy.components import FlyApp, FlyAppArgs
+from infra.deploy.config import read_stack
+from infra.deploy.plan import PlanContext, tree_digest
+from infra.deploy.targets import plan_for
 
 ROOT = Path(__file__).resolve().parent
 

@@ -270,9 +270,9 @@ def redis_server(workdir: Path) -> Iterator[Server]:
 def edge(workdir: Path, *, backend_server: Server) -> Iterator[tuple[str, str, Server]]:
     """haproxy with the configuration of infra.local.edge for the dev services, in front of
     ``backend_server``; yields the wss URL, the CA file clients trust and the edge process."""
+    from infra.flytoml.model import FlyConfig, HttpService, WebSocketService  # noqa: PLC0415
     from infra.local.certs import ensure_certificates  # noqa: PLC0415 only this scenario
     from infra.local.edge import Instance, edge_port, render_haproxy  # noqa: PLC0415
-    from infra.model import FlyConfig, HttpService, WebSocketService  # noqa: PLC0415
 
     binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
     if not Path(binary).exists():

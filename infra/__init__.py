@@ -1,6 +1,9 @@
 """Deploy the real-time WebSocket backend to Fly.io with Pulumi.
 
-The fly.toml model (``infra.model``) and its rules (``infra.checks``), rendering and parsing
-(``infra.render``, ``infra.parse``), lint and the ``python -m infra`` CLI, stack settings
-(``infra.stack``), and the Pulumi program's parts (``infra.config``, ``infra.components``, ...).
+- ``infra.flytoml``: the fly.toml model, Fly's rules, render, parse, lint (no Pulumi, no stacks);
+- ``infra.stack``: stack config keys -> validated settings, drift between stacks;
+- ``infra.deploy``: plans per target, the ``FlyApp`` component, materialise and smoke steps;
+- ``infra.local``: the local target's parts (processes, certificates, dev secrets, haproxy edge);
+- ``infra.engine``: the Pulumi CLI runner behind ``make up``;
+- ``infra.cli``: ``python -m infra render|lint|diff|drift``.
 """

@@ -13,11 +13,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from infra.drift import DEFAULT_STACKS, parse_stack_list, report_drift
 from infra.errors import ConfigError
-from infra.lint import exit_status, format_finding, lint_fly_toml
-from infra.render import render_fly_toml
-from infra.stack import load_stack_file
+from infra.flytoml.lint import exit_status, format_finding, lint_fly_toml
+from infra.flytoml.render import render_fly_toml
+from infra.stack.drift import DEFAULT_STACKS, parse_stack_list, report_drift
+from infra.stack.settings import load_stack_file
 
 __all__ = ["main"]
 

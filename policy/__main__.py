@@ -36,8 +36,8 @@ from pulumi_policy import (
 
 COMMAND: Final = "command:local:Command"
 DYNAMIC: Final = "pulumi-python:dynamic:Resource"
-"""``infra.local.command.LocalCommand``, the dynamic provider the component uses where the command
-plugin cannot be had: same inputs; it counts as a command when it has a ``create`` line."""
+"""``infra.deploy.local_command.LocalCommand``, the dynamic provider the component uses where the
+command plugin cannot be had: same inputs; it counts as a command when it has a ``create`` line."""
 COMMAND_FIELDS: Final = ("create", "update", "delete")
 
 

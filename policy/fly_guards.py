@@ -1,7 +1,7 @@
 """The checks behind the policy pack, as pure functions of resource inputs (no Pulumi import).
 
-Defence in depth: the typed model (``infra.model``) already refuses a broken fly.toml and the
-targets never put a secret on a command line. These checks look at what actually reaches the
+Defence in depth: the typed model (``infra.flytoml.model``) already refuses a broken fly.toml and
+the targets never put a secret on a command line. These checks look at what actually reaches the
 engine, so a hand edit of the program that bypasses the model is still stopped at preview time.
 
 Each function returns problem messages (empty when the input is fine). A message names the key

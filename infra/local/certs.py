@@ -2,7 +2,7 @@
 
     python -m infra.local.certs --out build/local/tls [--host localhost --host 127.0.0.1]
 
-writes ``ca.pem`` (the CA certificate clients trust: ``infra.smoke --ca-file``, a browser
+writes ``ca.pem`` (the CA certificate clients trust: ``infra.deploy.smoke --ca-file``, a browser
 import), ``ca-key.pem``, and ``edge.pem`` (server certificate, then the CA, then the server key:
 the single file haproxy's ``crt`` takes). Keys are written mode 0600. An existing, still valid
 set that covers the requested hosts is kept, so re-running the step changes nothing.

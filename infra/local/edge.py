@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from infra.model import Duration, FlyConfig, HttpCheck, Service, ServicePort, TcpCheck
+from infra.flytoml.model import Duration, FlyConfig, HttpCheck, Service, ServicePort, TcpCheck
 
 __all__ = [
     "PRIVILEGED_PORT_SHIFT",

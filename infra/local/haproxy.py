@@ -4,8 +4,8 @@
         --certificate build/local/tls/edge.pem --port-base 10000 \\
         --instance app-1:8080=21080,8081=21081 --instance app-2:8080=22080,8081=22081
 
-The file is parsed back (``infra.parse``) so the edge serves exactly the services the rendered
-fly.toml declares, rendered by :func:`infra.local.edge.render_haproxy`, then checked with
+The file is parsed back (``infra.flytoml.parse``) so the edge serves exactly the services the
+rendered fly.toml declares, rendered by :func:`infra.local.edge.render_haproxy`, then checked with
 ``haproxy -c`` before it replaces the previous configuration (unless ``--no-check``).
 """
 
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from infra.errors import ConfigError
+from infra.flytoml.parse import parse_fly_toml
 from infra.local.edge import EdgeError, Instance, render_haproxy
-from infra.parse import parse_fly_toml
 
 __all__ = ["instance_spec", "main", "parse_instance", "write_config"]
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from infra.cli import main
-from infra.drift import Drift, find_drift, format_drift
+from infra.stack.drift import Drift, find_drift, format_drift
 
 REPO = Path(__file__).resolve().parents[2]
 

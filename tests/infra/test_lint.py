@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.checks import PU02_REASON, Finding
-from infra.lint import exit_status, format_finding, lint_fly_toml
+from infra.flytoml.lint import exit_status, format_finding, lint_fly_toml
+from infra.flytoml.rules import PU02_REASON, Finding
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = Path(__file__).parent / "golden"

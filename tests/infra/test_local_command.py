@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.command import CommandFailed, LocalCommandProvider
-from infra.local.engine import DEV_PASSPHRASE, EngineError, engine_environment
+from infra.deploy.local_command import CommandFailed, LocalCommandProvider
+from infra.engine.runner import DEV_PASSPHRASE, EngineError, engine_environment
 
 PROPS: dict[str, object] = {
     "create": "echo hi",

@@ -26,12 +26,12 @@ import jwt
 import pytest
 from websockets.asyncio.client import connect
 
+from infra.deploy.plan import Plan, PlanContext, Step, tree_digest
+from infra.deploy.smoke import PROTOCOL_VERSION
+from infra.deploy.targets.local import STATE_DIR, local_plan, redis_port
+from infra.flytoml.render import render_fly_toml
 from infra.local import supervise
-from infra.plan import Plan, PlanContext, Step, tree_digest
-from infra.render import render_fly_toml
-from infra.smoke import PROTOCOL_VERSION
-from infra.stack import load_stack_file
-from infra.targets.local import STATE_DIR, local_plan, redis_port
+from infra.stack.settings import load_stack_file
 
 pytestmark = pytest.mark.integration
 

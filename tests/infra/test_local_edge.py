@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.certs import ensure_certificates
-from infra.local.edge import EdgeError, Instance, edge_port, fly_services, render_haproxy
-from infra.model import Duration as D
-from infra.model import (
+from infra.flytoml.model import Duration as D
+from infra.flytoml.model import (
     FlyConfig,
     HttpCheck,
     HttpService,
@@ -20,6 +18,8 @@ from infra.model import (
     TcpCheck,
     WebSocketService,
 )
+from infra.local.certs import ensure_certificates
+from infra.local.edge import EdgeError, Instance, edge_port, fly_services, render_haproxy
 
 INSTANCES = (
     Instance(name="app-1", ports={8080: 28080, 8081: 28081}),

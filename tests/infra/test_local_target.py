@@ -1,4 +1,4 @@
-"""infra.targets.local plans the dev stack on this machine: redis, two backends, a TLS edge"""
+"""infra.deploy.targets.local plans the dev stack here: redis, two backends, a TLS edge"""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from infra.deploy.plan import Plan, PlanContext
+from infra.deploy.targets.local import instance_ports, local_instances, local_plan, redis_port
+from infra.flytoml.render import render_fly_toml
 from infra.local.edge import Instance
 from infra.local.haproxy import instance_spec, parse_instance
-from infra.plan import Plan, PlanContext
-from infra.render import render_fly_toml
-from infra.stack import StackSettings, load_stack_file
-from infra.targets.local import instance_ports, local_instances, local_plan, redis_port
+from infra.stack.settings import StackSettings, load_stack_file
 
 REPO = Path(__file__).resolve().parents[2]
 CONTEXT = PlanContext(

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from infra import checks
-from infra.checks import PU02_REASON
-from infra.model import (
+from infra.flytoml import rules as checks
+from infra.flytoml.model import (
     Concurrency,
     ConfigError,
     Deploy,
@@ -30,6 +29,7 @@ from infra.model import (
     Vm,
     WebSocketService,
 )
+from infra.flytoml.rules import PU02_REASON
 
 BASE = FlyConfig(
     app="realtime-test",
@@ -370,7 +370,8 @@ def test_models_are_frozen() -> None:
 
 
 def test_every_rule_has_a_case() -> None:
-    """Each rule id in infra/checks.py is exercised by a case above (a new rule needs one)."""
+    """Each rule id in infra/flytoml/rules.py is exercised by a case above (a new rule needs
+    one)."""
     source = Path(checks.__file__).read_text(encoding="utf-8")
     rules = set(re.findall(r'(?:_error|_warning|_one_of)\(\s*"([a-z0-9-]+)"', source))
     covered = {case[0] for case in ERROR_CASES + WARNING_CASES}

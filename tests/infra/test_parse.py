@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infra.errors import ConfigError
-from infra.model import (
+from infra.flytoml.model import (
     Duration,
     FlyConfig,
     HttpService,
@@ -19,9 +19,9 @@ from infra.model import (
     Vm,
     WebSocketService,
 )
-from infra.parse import parse_fly_toml
-from infra.render import render_fly_toml
-from infra.stack import load_stack_file
+from infra.flytoml.parse import parse_fly_toml
+from infra.flytoml.render import render_fly_toml
+from infra.stack.settings import load_stack_file
 
 REPO = Path(__file__).resolve().parents[2]
 

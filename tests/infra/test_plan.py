@@ -1,4 +1,4 @@
-"""Tests for infra.plan: step checks, digests, the materialise step and its module."""
+"""Tests for infra.deploy.plan: step checks, digests, the materialise step and its module."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.plan import (
+from infra.deploy.plan import (
     Plan,
     PlanContext,
     Step,
@@ -86,7 +86,7 @@ def test_materialise_step_passes_the_toml_as_stdin_and_ships_the_backend() -> No
     assert step.create == (
         ".venv/bin/python",
         "-m",
-        "infra.materialize",
+        "infra.deploy.materialize",
         "--out",
         "build/dev",
         "--ship",
@@ -99,14 +99,23 @@ def test_materialise_step_passes_the_toml_as_stdin_and_ships_the_backend() -> No
 
 
 def test_materialize_module_writes_the_file_and_the_deploy_context(tmp_path: Path) -> None:
-    """`python -m infra.materialize` writes fly.toml and a clean copy of the backend beside it."""
+    """`python -m infra.deploy.materialize` writes fly.toml and a clean copy of the backend beside
+    it."""
     backend = tmp_path / "backend"
     (backend / "__pycache__").mkdir(parents=True)
     (backend / "__pycache__" / "x.pyc").write_bytes(b"\0")
     (backend / "Dockerfile").write_text("FROM scratch\n")
     out = tmp_path / "build"
     result = subprocess.run(
-        [sys.executable, "-m", "infra.materialize", "--out", str(out), "--ship", str(backend)],
+        [
+            sys.executable,
+            "-m",
+            "infra.deploy.materialize",
+            "--out",
+            str(out),
+            "--ship",
+            str(backend),
+        ],
         input="app = 'demo'\n",
         capture_output=True,
         text=True,
@@ -123,7 +132,7 @@ def test_materialize_module_writes_the_file_and_the_deploy_context(tmp_path: Pat
 def test_materialize_module_refuses_empty_input(tmp_path: Path) -> None:
     """An empty stdin is a usage error (exit 2), not an empty fly.toml."""
     result = subprocess.run(
-        [sys.executable, "-m", "infra.materialize", "--out", str(tmp_path)],
+        [sys.executable, "-m", "infra.deploy.materialize", "--out", str(tmp_path)],
         input="",
         capture_output=True,
         text=True,

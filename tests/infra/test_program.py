@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from infra.deploy.plan import text_digest, tree_digest
 from infra.errors import ConfigError
-from infra.plan import text_digest, tree_digest
-from infra.render import render_fly_toml
-from infra.stack import load_stack_file
+from infra.flytoml.render import render_fly_toml
+from infra.stack.settings import load_stack_file
 from tests.infra.pulumi_harness import (
     PROJECT,
     ROOT,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from infra.errors import ConfigError
-from infra.model import Build, Deploy, Duration, FlyConfig, Restart, TopLevelCheck
-from infra.render import render_fly_toml
-from infra.stack import load_stack_file
+from infra.flytoml.model import Build, Deploy, Duration, FlyConfig, Restart, TopLevelCheck
+from infra.flytoml.render import render_fly_toml
+from infra.stack.settings import load_stack_file
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"

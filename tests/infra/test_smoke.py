@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from infra.deploy.smoke import SmokeError, run_smoke
 from infra.local.certs import ensure_certificates
-from infra.smoke import SmokeError, run_smoke
 
 
 async def _answer_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from infra.errors import ConfigError
-from infra.model import Duration, ProxyProtoOptions
-from infra.parse import parse_fly_toml
-from infra.render import render_fly_toml
-from infra.stack import (
+from infra.flytoml.model import Duration, ProxyProtoOptions
+from infra.flytoml.parse import parse_fly_toml
+from infra.flytoml.render import render_fly_toml
+from infra.stack.settings import (
     CONFIG_KEYS,
     LOCAL_PORT_BASE,
     OBJECT_KEYS,

@@ -1,12 +1,11 @@
-"""Tests for infra.targets.fly: the flyctl argv builders and the secrets stdin format."""
+"""Tests for infra.deploy.targets.fly: the flyctl argv builders and the secrets stdin format."""
 
 from __future__ import annotations
 
 import pytest
 
-from infra.plan import PlanContext
-from infra.stack import StackSettings, settings_from_config
-from infra.targets.fly import (
+from infra.deploy.plan import PlanContext
+from infra.deploy.targets.fly import (
     apps_create_argv,
     deploy_argv,
     fly_plan,
@@ -18,6 +17,7 @@ from infra.targets.fly import (
     secrets_stdin,
     smoke_argv,
 )
+from infra.stack.settings import StackSettings, settings_from_config
 
 CONTEXT = PlanContext(
     python=".venv/bin/python", backend_dir="backend", build_dir="build/x", backend_digest="d"
@@ -79,7 +79,7 @@ def test_scale_and_smoke_argv() -> None:
     ]  # fmt: skip
     argv = smoke_argv("py", wss_url="wss://a.fly.dev:8081/", https_url="https://a.fly.dev/")
     assert argv == [
-        "py", "-m", "infra.smoke", "--wss-url", "wss://a.fly.dev:8081/",
+        "py", "-m", "infra.deploy.smoke", "--wss-url", "wss://a.fly.dev:8081/",
         "--https-url", "https://a.fly.dev/",
     ]  # fmt: skip
 

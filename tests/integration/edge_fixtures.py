@@ -37,10 +37,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Browser, sync_playwright
 
+from infra.flytoml.model import FlyConfig, HttpService, WebSocketService
 from infra.local.certs import ensure_certificates
 from infra.local.edge import Instance, edge_port, fly_services, render_haproxy
 from infra.local.supervise import wait_tcp
-from infra.model import FlyConfig, HttpService, WebSocketService
 from tests.backend.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ Engine tests never touch the checkout's ``.pulumi-state`` or ``build/``: each co
 (``Pulumi.yaml``, ``__main__.py``, ``infra/``, ``backend/`` and the stack files it names) into
 its own directory, with its own file state backend, ``PULUMI_HOME`` and a random passphrase,
 and runs ``pulumi`` there with the environment ``make up`` uses
-(:func:`infra.local.engine.engine_environment`: the toolchain's bin dir on PATH, this venv's
+(:func:`infra.engine.runner.engine_environment`: the toolchain's bin dir on PATH, this venv's
 interpreter as ``PULUMI_PYTHON_CMD``, the command implementation the plugins allow).
 
 The engine comes from ``scripts/toolchain.sh`` (or a user's ``pulumi`` on PATH). A test skips,
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.engine import engine_environment, toolchain_bin
+from infra.engine.runner import engine_environment, toolchain_bin
 
 __all__ = [
     "REPO",

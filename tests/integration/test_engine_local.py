@@ -41,10 +41,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from infra.deploy.smoke import PROTOCOL_VERSION
+from infra.deploy.targets.local import STATE_DIR, instance_ports, redis_port
 from infra.local import supervise
 from infra.local.edge import edge_port
-from infra.smoke import PROTOCOL_VERSION
-from infra.targets.local import STATE_DIR, instance_ports, redis_port
 from tests.integration.engine_project import EngineProject, EngineRun, copy_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.engine]

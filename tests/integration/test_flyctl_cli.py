@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.engine import toolchain_bin
-from infra.targets.fly import (
+from infra.deploy.targets.fly import (
     apps_create_argv,
     deploy_argv,
     ips_v4_shared_argv,
@@ -30,6 +29,7 @@ from infra.targets.fly import (
     scale_count_argv,
     secrets_import_argv,
 )
+from infra.engine.runner import toolchain_bin
 
 pytestmark = [pytest.mark.integration]
 

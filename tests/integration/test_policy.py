@@ -30,10 +30,10 @@ from typing import Any
 
 import pytest
 
-from infra.plan import PlanContext
-from infra.render import render_fly_toml
-from infra.stack import load_stack_file
-from infra.targets import plan_for
+from infra.deploy.plan import PlanContext
+from infra.deploy.targets import plan_for
+from infra.flytoml.render import render_fly_toml
+from infra.stack.settings import load_stack_file
 from tests.integration.engine_project import (
     EngineProject,
     copy_project,
@@ -307,7 +307,10 @@ def test_pack_reports_info(analyzer: Any) -> None:
 def test_pack_passes_the_real_fly_toml_step(analyzer: Any) -> None:
     """The staging stack's fly-toml step, as the program registers it, has no violation."""
     _, text = _settings_and_toml(REPO / "Pulumi.staging.yaml")
-    props = {"create": ".venv/bin/python -m infra.materialize --out build/staging", "stdin": text}
+    props = {
+        "create": ".venv/bin/python -m infra.deploy.materialize --out build/staging",
+        "stdin": text,
+    }
     assert _analyze(analyzer, "realtime-staging-fly-toml", props) == []
 
 
@@ -361,7 +364,7 @@ BAD_PROGRAM = textwrap.dedent(
     secret on a command line."""
     import os
 
-    from infra.local.command import COMMAND_IMPLEMENTATION_VARIABLE, LocalCommand
+    from infra.deploy.local_command import COMMAND_IMPLEMENTATION_VARIABLE, LocalCommand
 
     FLY_TOML = """
     [[services]]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.engine import toolchain_bin
+from infra.engine.runner import toolchain_bin
 
 pytestmark = [pytest.mark.integration, pytest.mark.engine]
 

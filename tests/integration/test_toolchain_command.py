@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.engine import toolchain_bin
+from infra.engine.runner import toolchain_bin
 
 pytestmark = [pytest.mark.integration, pytest.mark.engine]
 
@@ -29,7 +29,7 @@ DRIVER = textwrap.dedent(
     import pulumi
     from pulumi import automation as auto
 
-    from infra.local.command import LocalCommand
+    from infra.deploy.local_command import LocalCommand
 
     action, trigger, log = sys.argv[1], sys.argv[2], sys.argv[3]
 

@@ -2,7 +2,7 @@
 
 :func:`settings_from_config` is the one place that turns a stack's ``realtime-fly:*`` keys into
 a :class:`StackSettings` holding the checked :class:`FlyConfig`. The Pulumi program
-(``infra.config``) and the CLI (``python -m infra render``) both call it, so a stack renders
+(``infra.deploy.config``) and the CLI (``python -m infra render``) both call it, so a stack renders
 the same fly.toml with or without the engine, and bad config fails here, before any command
 runs, with a :class:`ConfigError` naming ``realtime-fly:<key>`` and the value.
 
@@ -23,9 +23,8 @@ from typing import Final, Literal, cast
 
 import yaml
 
-from infra.checks import Finding
 from infra.errors import ConfigError
-from infra.model import (
+from infra.flytoml.model import (
     TLS_VERSIONS,
     Broker,
     Build,
@@ -39,6 +38,7 @@ from infra.model import (
     Vm,
     WebSocketService,
 )
+from infra.flytoml.rules import Finding
 
 __all__ = [
     "CONFIG_KEYS",

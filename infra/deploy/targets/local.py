@@ -15,7 +15,7 @@ steps as the Fly target. The plan, in order:
    (``infra.local.haproxy``) and checked with ``haproxy -c``;
 7. ``edge``: haproxy on the unprivileged stand-ins of the public ports (80 -> 18080,
    443 -> 18443, 8081 -> 18081, see ``infra.local.edge``);
-8. ``smoke``: ``infra.smoke`` against ``wss://localhost:18081/`` trusting the development CA.
+8. ``smoke``: ``infra.deploy.smoke`` against ``wss://localhost:18081/`` trusting the development CA.
 
 Every port above is the default one: all derive from the stack's ``localPortBase`` (default
 10000; :func:`redis_port`, :func:`instance_ports`, :func:`infra.local.edge.edge_port`), so a
@@ -32,10 +32,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from infra.deploy.plan import Plan, PlanContext, Step, materialise_step, text_digest
 from infra.local.edge import Instance, edge_port
 from infra.local.haproxy import instance_spec
-from infra.plan import Plan, PlanContext, Step, materialise_step, text_digest
-from infra.stack import StackSettings
+from infra.stack.settings import StackSettings
 
 __all__ = [
     "INSTANCE_COUNT",
@@ -263,7 +263,7 @@ def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) 
                 "--",
                 context.python,
                 "-m",
-                "infra.smoke",
+                "infra.deploy.smoke",
                 "--wss-url",
                 wss_url,
                 "--https-url",

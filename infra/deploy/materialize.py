@@ -1,8 +1,8 @@
 """Write a rendered fly.toml (read from stdin) into a stack's build directory.
 
-Run by the first step of every plan (``python -m infra.materialize --out build/<stack>``). With
-``--ship backend`` it also lays out the deploy context ``build/<stack>/app/``: a clean copy of the
-backend tree with the fly.toml beside its Dockerfile, so flyctl resolves the Dockerfile and the
+Run by the first step of every plan (``python -m infra.deploy.materialize --out build/<stack>``).
+With ``--ship backend`` it also lays out the deploy context ``build/<stack>/app/``: a clean copy of
+the backend tree with the fly.toml beside its Dockerfile, so flyctl resolves the Dockerfile and the
 build context from one directory whatever its own path rules are.
 """
 
@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from infra.plan import IGNORED_NAMES
+from infra.deploy.plan import IGNORED_NAMES
 
 FLY_TOML = "fly.toml"
 APP_DIR = "app"
@@ -40,7 +40,7 @@ def materialise(fly_toml: str, *, out: Path, ship: Path | None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.materialize", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m infra.deploy.materialize", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="the stack's build directory")
     parser.add_argument("--ship", type=Path, help="backend tree to copy as the deploy context")
     args = parser.parse_args(argv)

@@ -2,7 +2,7 @@
 
 Frozen, keyword-only dataclasses; no Pulumi and no TOML library here. ``render`` turns a
 :class:`FlyConfig` into text, ``parse`` turns text back into one, and the rules in
-``infra.checks`` judge it: :meth:`FlyConfig.check` raises the first error as a
+``infra.flytoml.rules`` judge it: :meth:`FlyConfig.check` raises the first error as a
 :class:`ConfigError`, :meth:`FlyConfig.findings` returns every finding (what ``lint`` prints).
 
 Field types are deliberately loose where fly.toml is (``str`` for handlers, signals, sizes):
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from infra.errors import ConfigError
 
 if TYPE_CHECKING:
-    from infra.checks import Finding
+    from infra.flytoml.rules import Finding
 
 __all__ = [
     "AUTO_STOP_VALUES",
@@ -260,7 +260,7 @@ class Service:
     def check(self) -> None:
         """Raise the first error the service rules find in this entry on its own (judged as
         the WebSocket service when it is a :class:`WebSocketService`)."""
-        from infra.checks import service_findings  # noqa: PLC0415  (checks imports this module)
+        from infra.flytoml.rules import service_findings  # noqa: PLC0415  (checks imports this module)
 
         _raise_first(service_findings(self, index=0))
 
@@ -411,13 +411,13 @@ class FlyConfig:
 
     def findings(self) -> list[Finding]:
         """Every finding of every rule, errors and warnings, in rule order."""
-        from infra.checks import config_findings  # noqa: PLC0415  (checks imports this module)
+        from infra.flytoml.rules import config_findings  # noqa: PLC0415  (checks imports this module)
 
         return config_findings(self)
 
     def check(self) -> None:
         """Raise the first error finding as a ``ConfigError``; warnings do not raise."""
-        from infra.checks import config_findings  # noqa: PLC0415  (checks imports this module)
+        from infra.flytoml.rules import config_findings  # noqa: PLC0415  (checks imports this module)
 
         _raise_first(config_findings(self))
 

@@ -1,7 +1,7 @@
 """Run this project's Pulumi program through the real engine: the ``pulumi`` CLI.
 
-    python -m infra.local.engine up|preview|destroy|outputs [--stack dev]
-    python -m infra.local.engine pulumi [--stack dev] -- ARGS...   (any pulumi command)
+    python -m infra.engine up|preview|destroy|outputs [--stack dev]
+    python -m infra.engine pulumi [--stack dev] -- ARGS...   (any pulumi command)
 
 The engine, the Python language host and the dynamic-provider plugin come from
 ``scripts/toolchain.sh ensure`` (built from the Go module proxy and cached; a ``pulumi`` already
@@ -16,7 +16,7 @@ on PATH is used as is). This module only supplies the environment the CLI runs w
   passphrase, documented as dev-only in the README, and any other stack is refused;
 - ``REALTIME_FLY_COMMAND=dynamic`` when no ``pulumi-resource-command`` plugin is on the
   engine's PATH (the case on this machine: the module proxy refuses it), telling the component
-  to create :class:`infra.local.command.LocalCommand` resources instead.
+  to create :class:`infra.deploy.local_command.LocalCommand` resources instead.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from infra.local.command import COMMAND_IMPLEMENTATION_VARIABLE
+from infra.deploy.local_command import COMMAND_IMPLEMENTATION_VARIABLE
 
 __all__ = [
     "COMMAND_IMPLEMENTATION_VARIABLE",
@@ -84,7 +84,7 @@ def engine_environment(stack: str, bin_dir: Path, base: dict[str, str]) -> dict[
     }
     if passphrase is not None:
         env["PULUMI_CONFIG_PASSPHRASE"] = passphrase
-    # Tells the component to use infra.local.command.LocalCommand: the plugin is not there.
+    # Tells the component to use infra.deploy.local_command.LocalCommand: the plugin is not there.
     plugin = shutil.which("pulumi-resource-command", path=env["PATH"])
     env[COMMAND_IMPLEMENTATION_VARIABLE] = "plugin" if plugin else "dynamic"
     return env
@@ -112,7 +112,7 @@ def pulumi_argv(action: str, stack: str) -> list[list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m infra.local.engine", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m infra.engine", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("action", choices=("up", "preview", "destroy", "outputs", "pulumi"))
     parser.add_argument("--stack", default="dev")

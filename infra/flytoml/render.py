@@ -14,7 +14,7 @@ import tomlkit
 from tomlkit.items import AoT, InlineTable, Table
 from tomlkit.toml_document import TOMLDocument
 
-from infra.model import Duration, FlyConfig, ServicePort, TopLevelCheck, WebSocketService
+from infra.flytoml.model import Duration, FlyConfig, ServicePort, TopLevelCheck, WebSocketService
 
 __all__ = ["DEPLOYMENT_COMMENT", "render_fly_toml"]
 

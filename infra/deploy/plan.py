@@ -1,10 +1,11 @@
 """A deploy target's plan: the ordered commands that make a stack real, as plain data.
 
-Each deploy target (``infra.targets.fly``, ``infra.targets.local``) is a pure function from the
-stack's settings to a list of :class:`Step`. The Pulumi component (``infra.components``) is the
-only place that turns steps into ``pulumi_command.local.Command`` resources, so every target gets
-the same treatment of secrets, logging, triggers and dependencies, and the plans themselves are
-unit tested without the Pulumi engine.
+Each deploy target (``infra.deploy.targets.fly``, ``infra.deploy.targets.local``) is a pure
+function from the stack's settings to a list of :class:`Step`. The Pulumi component
+(``infra.deploy.components``) is the only place that turns steps into
+``pulumi_command.local.Command`` resources, so every target gets the same treatment of secrets,
+logging, triggers and dependencies, and the plans themselves are unit tested without the
+Pulumi engine.
 
 No secret value ever enters a plan: a step names the secrets it needs (by their Fly secret /
 environment variable name) and the component feeds them in through ``environment`` or ``stdin``
@@ -114,7 +115,8 @@ class PlanContext:
     """Where things are, as the commands see them (paths relative to the project root)."""
 
     python: str
-    """Interpreter that runs this project's helper modules (``python -m infra.materialize``)."""
+    """Interpreter that runs this project's helper modules (``python -m infra.deploy.materialize``
+    and the others)."""
 
     backend_dir: str
     """The shipped backend's source tree (``backend``)."""
@@ -132,7 +134,7 @@ def materialise_step(context: PlanContext, fly_toml: str, *, ship_backend: bool)
     The TOML text is the step's stdin, so ``pulumi preview --diff`` shows the file's line diff.
     With ``ship_backend`` the backend tree is copied next to it as the deploy context.
     """
-    argv = [context.python, "-m", "infra.materialize", "--out", context.build_dir]
+    argv = [context.python, "-m", "infra.deploy.materialize", "--out", context.build_dir]
     if ship_backend:
         argv += ["--ship", context.backend_dir]
     return Step(

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO
 
-from infra.render import render_fly_toml
-from infra.stack import StackSettings, load_stack_file
+from infra.flytoml.render import render_fly_toml
+from infra.stack.settings import StackSettings, load_stack_file
 
 __all__ = [
     "DEFAULT_STACKS",

@@ -1,6 +1,6 @@
 """Post-deploy smoke check: a real WSS handshake (and a chat round trip) against a deployment.
 
-Run by the last step of every plan (``python -m infra.smoke --wss-url ... --https-url ...``):
+Run by the last step of every plan (``python -m infra.deploy.smoke --wss-url ... --https-url ...``):
 
 1. ``GET /readyz`` on the HTTPS URL answers 200 (retried until ``--wait`` runs out);
 2. a TLS connection to the WebSocket URL negotiates ALPN ``http/1.1`` (or none), never ``h2``;
@@ -152,7 +152,7 @@ async def run_smoke(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.smoke", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m infra.deploy.smoke", description=__doc__)
     parser.add_argument("--wss-url", required=True)
     parser.add_argument("--https-url", required=True)
     parser.add_argument("--ca-file", help="CA bundle for a development edge certificate")

@@ -1,4 +1,4 @@
-"""Deploy targets: pure functions from a stack's settings to a :class:`infra.plan.Plan`.
+"""Deploy targets: pure functions from a stack's settings to a :class:`infra.deploy.plan.Plan`.
 
 ``fly`` runs flyctl against Fly.io; ``local`` runs the same topology on this machine (Redis, two
 backend instances, a TLS edge rendered from the same ``[[services]]``).
@@ -6,10 +6,10 @@ backend instances, a TLS edge rendered from the same ``[[services]]``).
 
 from __future__ import annotations
 
-from infra.plan import Plan, PlanContext
-from infra.stack import StackSettings
-from infra.targets.fly import fly_plan
-from infra.targets.local import local_plan
+from infra.deploy.plan import Plan, PlanContext
+from infra.deploy.targets.fly import fly_plan
+from infra.deploy.targets.local import local_plan
+from infra.stack.settings import StackSettings
 
 __all__ = ["plan_for"]
 

@@ -1,10 +1,10 @@
 """The only module that reads ``pulumi.Config``.
 
-It hands the stack's plain values to :func:`infra.stack.settings_from_config` (the same function
-the CLI uses on ``Pulumi.<stack>.yaml``), so a stack renders the same fly.toml with or without the
-engine, and invalid config raises :class:`infra.errors.ConfigError` while the program is being
-evaluated: ``pulumi preview`` fails before any command runs. Secret values stay Pulumi secrets
-(``Output[str]``); only their presence reaches the settings.
+It hands the stack's plain values to :func:`infra.stack.settings.settings_from_config` (the same
+function the CLI uses on ``Pulumi.<stack>.yaml``), so a stack renders the same fly.toml with or
+without the engine, and invalid config raises :class:`infra.errors.ConfigError` while the
+program is being evaluated: ``pulumi preview`` fails before any command runs. Secret values stay
+Pulumi secrets (``Output[str]``); only their presence reaches the settings.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from infra.errors import ConfigError
-from infra.stack import CONFIG_KEYS, PROJECT, SECRETS, StackSettings, settings_from_config
+from infra.stack.settings import CONFIG_KEYS, PROJECT, SECRETS, StackSettings, settings_from_config
 
 __all__ = ["StackInputs", "read_stack"]
 

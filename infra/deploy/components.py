@@ -1,9 +1,9 @@
 """Pulumi components: ``FlyApp`` turns a stack's plan into ``pulumi_command.local.Command``s.
 
 The component is a thin interpreter. The fly.toml text comes from the typed model
-(``infra.render``), the ordered commands from the stack's deploy target (``infra.targets``), and
-this module only maps each :class:`infra.plan.Step` onto one command resource, the same way for
-every target:
+(``infra.flytoml.render``), the ordered commands from the stack's deploy target
+(``infra.deploy.targets``), and this module only maps each :class:`infra.deploy.plan.Step` onto
+one command resource, the same way for every target:
 
 - argv lists become quoted shell lines; secrets never do: they travel as secret ``environment``
   values or as secret ``stdin``, and a step that handles secrets logs nothing and marks its
@@ -23,11 +23,11 @@ from typing import Any, cast
 import pulumi
 from pulumi_command import local
 
-from infra.local.command import COMMAND_IMPLEMENTATION_VARIABLE, LocalCommand
-from infra.plan import Plan, PlanContext, Step
-from infra.render import render_fly_toml
-from infra.stack import StackSettings
-from infra.targets.fly import secrets_stdin
+from infra.deploy.local_command import COMMAND_IMPLEMENTATION_VARIABLE, LocalCommand
+from infra.deploy.plan import Plan, PlanContext, Step
+from infra.deploy.targets.fly import secrets_stdin
+from infra.flytoml.render import render_fly_toml
+from infra.stack.settings import StackSettings
 
 __all__ = ["FlyApp", "FlyAppArgs", "PlanBuilder"]
 
@@ -47,7 +47,7 @@ class FlyAppArgs:
     """Inputs of a :class:`FlyApp`."""
 
     settings: StackSettings
-    """The validated stack settings (``infra.config.read_stack``)."""
+    """The validated stack settings (``infra.deploy.config.read_stack``)."""
 
     secrets: Mapping[str, pulumi.Output[str]]
     """Secret values by Fly secret / environment variable name."""
@@ -56,7 +56,7 @@ class FlyAppArgs:
     """Where the commands find the interpreter, the backend and the build directory."""
 
     plan_builder: PlanBuilder
-    """The stack's deploy target (``infra.targets.plan_for``)."""
+    """The stack's deploy target (``infra.deploy.targets.plan_for``)."""
 
 
 def _secret_stdin(

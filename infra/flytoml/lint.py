@@ -1,6 +1,6 @@
 """Lint a fly.toml: every parse finding and every rule finding, errors and warnings.
 
-The rules are the same ones :meth:`FlyConfig.check` raises from (``infra.checks``); lint adds
+The rules are the same ones :meth:`FlyConfig.check` raises from (``infra.flytoml.rules``); lint adds
 what only the text shows (unknown keys, bare-integer durations) and reports everything.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from infra.checks import Finding
 from infra.errors import format_value
-from infra.parse import parse_fly_toml
+from infra.flytoml.parse import parse_fly_toml
+from infra.flytoml.rules import Finding
 
 __all__ = ["Finding", "exit_status", "format_finding", "lint_fly_toml"]
 

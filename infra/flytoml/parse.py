@@ -15,9 +15,8 @@ import tomllib
 from dataclasses import dataclass
 from typing import Final, Literal, cast
 
-from infra.checks import Finding
 from infra.errors import ConfigError
-from infra.model import (
+from infra.flytoml.model import (
     WEBSOCKET_PORT,
     Broker,
     Build,
@@ -38,6 +37,7 @@ from infra.model import (
     Vm,
     WebSocketService,
 )
+from infra.flytoml.rules import Finding
 
 __all__ = ["ParseResult", "parse_fly_toml"]
 

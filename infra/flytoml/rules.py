@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from infra.errors import ConfigError, format_value
-from infra.model import (
+from infra.flytoml.model import (
     AUTO_STOP_VALUES,
     DEPLOY_STRATEGIES,
     EDGE_CONNECTION_CAP,

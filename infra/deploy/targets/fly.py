@@ -19,8 +19,8 @@ FLY_API_TOKEN is never an input: flyctl reads it from the environment ``pulumi u
 
 from __future__ import annotations
 
-from infra.plan import Plan, PlanContext, Step, materialise_step, text_digest
-from infra.stack import SECRETS, StackSettings
+from infra.deploy.plan import Plan, PlanContext, Step, materialise_step, text_digest
+from infra.stack.settings import SECRETS, StackSettings
 
 __all__ = [
     "apps_create_argv",
@@ -91,8 +91,8 @@ def scale_count_argv(flyctl: str, *, app: str, count: int) -> list[str]:
 
 
 def smoke_argv(python: str, *, wss_url: str, https_url: str) -> list[str]:
-    """The post-deploy smoke check (``infra.smoke``): a real WSS upgrade must return 101."""
-    return [python, "-m", "infra.smoke", "--wss-url", wss_url, "--https-url", https_url]
+    """The post-deploy smoke check (``infra.deploy.smoke``): a real WSS upgrade must return 101."""
+    return [python, "-m", "infra.deploy.smoke", "--wss-url", wss_url, "--https-url", https_url]
 
 
 def secrets_stdin(values: dict[str, str]) -> str:

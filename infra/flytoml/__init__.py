@@ -1,0 +1,4 @@
+"""The fly.toml domain: the typed model, Fly's rules, rendering, parsing and lint.
+
+Knows nothing of Pulumi, stacks or deploy targets (an import-linter contract enforces it).
+"""
