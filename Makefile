@@ -10,7 +10,7 @@ STACK ?= dev
 .PHONY: help venv test lint typecheck pytest render drift lint-seed toolchain up down preview pulumi run-backend logs bench clean
 
 help:
-	@echo "make test    - ruff, mypy --strict, pytest (creates .venv from nothing)"
+	@echo "make test    - ruff, import contracts, mypy --strict, pytest (creates .venv from nothing)"
 	@echo "make up      - deploy the dev stack locally through the real Pulumi engine"
 	@echo "make down    - destroy the local dev deployment"
 	@echo "make logs    - show the local deployment's process logs"
@@ -28,6 +28,7 @@ venv: $(VENV)/.stamp
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	PYTHONPATH=backend $(VENV)/bin/lint-imports --no-cache
 
 typecheck: venv
 	$(VENV)/bin/mypy infra backend/realtime policy bench

@@ -31,6 +31,8 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
+from infra.deploy import COMMAND_IMPLEMENTATION_VARIABLE
+
 __all__ = [
     "COMMAND_IMPLEMENTATION_VARIABLE",
     "CommandFailed",
@@ -38,9 +40,6 @@ __all__ = [
     "LocalCommandProvider",
 ]
 
-COMMAND_IMPLEMENTATION_VARIABLE = "REALTIME_FLY_COMMAND"
-"""``plugin`` (pulumi_command.local.Command, the default) or ``dynamic`` (:class:`LocalCommand`);
-set by the engine runners according to whether the plugin is on the engine's PATH."""
 
 _INPUTS = ("create", "update", "delete", "dir", "environment", "stdin", "logging")
 _TAIL = 2000

@@ -29,7 +29,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from infra.deploy.local_command import COMMAND_IMPLEMENTATION_VARIABLE
+from infra.deploy import COMMAND_IMPLEMENTATION_VARIABLE
 
 __all__ = [
     "COMMAND_IMPLEMENTATION_VARIABLE",
