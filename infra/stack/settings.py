@@ -14,7 +14,6 @@ the rendered file or an error message. Every key is documented in docs/CONFIG.md
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ import yaml
 
 from infra.errors import ConfigError
 from infra.flytoml.model import (
-    TLS_VERSIONS,
     Broker,
     Build,
     Concurrency,
@@ -39,6 +37,15 @@ from infra.flytoml.model import (
     WebSocketService,
 )
 from infra.flytoml.rules import Finding
+from infra.stack.schema import (
+    CONFIG_KEYS,
+    LOCAL_PORT_BASE,
+    OBJECT_KEYS,
+    PROJECT,
+    Values,
+    shown,
+    stack_key_for,
+)
 
 __all__ = [
     "CONFIG_KEYS",
@@ -53,9 +60,6 @@ __all__ = [
     "stack_key_for",
 ]
 
-PROJECT: Final = "realtime-fly"
-LOCAL_PORT_BASE: Final = 10000
-"""Default of ``localPortBase``: where the local target's ports start (docs/LOCAL.md)."""
 _LOCAL_PORT_BASE_RANGE: Final = (2000, 50000)
 
 
@@ -76,99 +80,9 @@ SECRETS: Final[tuple[SecretSpec, ...]] = (
     SecretSpec(key="redisUrl", env_name="REDIS_URL", required=False),
 )
 
-CONFIG_KEYS: Final[tuple[str, ...]] = (
-    "target",
-    "app",
-    "org",
-    "primaryRegion",
-    "machines",
-    "broker",
-    "flyctl",
-    "localPortBase",
-    "killSignal",
-    "killTimeout",
-    "swapSizeMb",
-    "vm",
-    "deploy",
-    "build",
-    "env",
-    "http",
-    "websocket",
-    "metrics",
-)
-
-OBJECT_KEYS: Final[dict[str, tuple[str, ...]]] = {
-    # the fields of each object-valued key (documented in docs/CONFIG.md)
-    "vm": ("size", "memory", "cpus"),
-    "deploy": ("strategy", "maxUnavailable", "waitTimeout", "releaseCommand"),
-    "build": ("dockerfile", "ignorefile", "buildTarget", "image"),
-    "http": (
-        "internalPort",
-        "forceHttps",
-        "autoStopMachines",
-        "autoStartMachines",
-        "minMachinesRunning",
-        "softLimit",
-        "hardLimit",
-        "checkPath",
-    ),
-    "websocket": (
-        "port",
-        "internalPort",
-        "handlers",
-        "alpn",
-        "tlsVersions",
-        "softLimit",
-        "hardLimit",
-        "proxyProto",
-    ),
-    "metrics": ("path", "port"),
-}
-
 _SECRET_KEYS: Final = frozenset(spec.key for spec in SECRETS)
 _SECRET_ENV: Final = {spec.env_name: spec.key for spec in SECRETS}
 _RESERVED_ENV: Final = {"WS_PORT": "websocket.internalPort", "HTTP_PORT": "http.internalPort"}
-_INTEGER = re.compile(r"[+-]?\d+")
-
-# fly.toml key (as the rules name it) -> stack config key; the longest matching prefix wins.
-_STACK_KEYS: Final[tuple[tuple[str, str], ...]] = (
-    ("services[0].ports[0].handlers", "websocket.handlers"),
-    ("services[0].ports[0].tls_options.alpn", "websocket.alpn"),
-    ("services[0].ports[0].tls_options.versions", "websocket.tlsVersions"),
-    ("services[0].ports[0].proxy_proto_options", "websocket.proxyProto"),
-    ("services[0].ports[0].port", "websocket.port"),
-    ("services[0].internal_port", "websocket.internalPort"),
-    ("services[0].concurrency.soft_limit", "websocket.softLimit"),
-    ("services[0].concurrency.hard_limit", "websocket.hardLimit"),
-    ("services", "websocket"),
-    ("http_service.internal_port", "http.internalPort"),
-    ("http_service.force_https", "http.forceHttps"),
-    ("http_service.auto_stop_machines", "http.autoStopMachines"),
-    ("http_service.auto_start_machines", "http.autoStartMachines"),
-    ("http_service.min_machines_running", "http.minMachinesRunning"),
-    ("http_service.concurrency.soft_limit", "http.softLimit"),
-    ("http_service.concurrency.hard_limit", "http.hardLimit"),
-    ("http_service.checks", "http.checkPath"),
-    ("http_service", "http"),
-    ("app", "app"),
-    ("primary_region", "primaryRegion"),
-    ("kill_signal", "killSignal"),
-    ("kill_timeout", "killTimeout"),
-    ("swap_size_mb", "swapSizeMb"),
-    ("vm[0].size", "vm.size"),
-    ("vm[0].memory", "vm.memory"),
-    ("vm[0].cpus", "vm.cpus"),
-    ("vm", "vm"),
-    ("deploy.strategy", "deploy.strategy"),
-    ("deploy.max_unavailable", "deploy.maxUnavailable"),
-    ("deploy.wait_timeout", "deploy.waitTimeout"),
-    ("deploy.release_command", "deploy.releaseCommand"),
-    ("deploy", "deploy"),
-    ("build", "build"),
-    ("metrics", "metrics"),
-    ("deployment.machines", "machines"),
-    ("deployment.broker", "broker"),
-)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -191,151 +105,11 @@ class StackSettings:
     """Where the local target's ports start (``localPortBase``; the fly target ignores it)."""
 
 
-def stack_key_for(toml_key: str) -> str:
-    """The ``realtime-fly:<key>`` config key that produces a fly.toml key (for error messages)."""
-    if toml_key.startswith("env."):
-        return f"{PROJECT}:{toml_key}"
-    best = ""
-    target = ""
-    for prefix, config_key in _STACK_KEYS:
-        matches = toml_key == prefix or toml_key.startswith((f"{prefix}.", f"{prefix}["))
-        if matches and len(prefix) > len(best):
-            best, target = prefix, config_key
-    return f"{PROJECT}:{target or toml_key}"
-
-
-def _shown(value: object) -> object:
-    """A value fit for an error message: a Pulumi secure value is never echoed."""
-    if isinstance(value, Mapping) and "secure" in value:
-        return "[secret]"
-    return value
-
-
-class _Values:
-    """Typed access to one mapping of config values; errors name ``realtime-fly:<path>``."""
-
-    def __init__(self, values: Mapping[str, object], *, path: str, allowed: tuple[str, ...]):
-        self._values = values
-        self._path = path
-        for key, value in values.items():
-            if key not in allowed:
-                raise ConfigError(
-                    key=self._key(key),
-                    value=_shown(value),
-                    reason=f"unknown config key; known keys: {', '.join(allowed)}",
-                )
-
-    def _key(self, key: str) -> str:
-        return f"{PROJECT}:{self._path}{key}"
-
-    def _get(self, key: str) -> object:
-        value = self._values.get(key)
-        return None if value == "" else value
-
-    def _fail(self, key: str, value: object, reason: str) -> ConfigError:
-        return ConfigError(key=self._key(key), value=value, reason=reason)
-
-    def text(self, key: str, default: str) -> str:
-        value = self.optional_text(key)
-        return default if value is None else value
-
-    def optional_text(self, key: str) -> str | None:
-        value = self._get(key)
-        if value is None or isinstance(value, str):
-            return value
-        raise self._fail(key, value, "must be a string")
-
-    def choice(self, key: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = self.text(key, default)
-        if value not in allowed:
-            raise self._fail(key, value, f"must be one of {', '.join(allowed)}")
-        return value
-
-    def optional_integer(self, key: str) -> int | None:
-        value = self._get(key)
-        if value is None:
-            return None
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-            return int(value)
-        raise self._fail(key, value, "must be an integer")
-
-    def integer(self, key: str, default: int) -> int:
-        value = self.optional_integer(key)
-        return default if value is None else value
-
-    def optional_number(self, key: str) -> float | None:
-        value = self._get(key)
-        if value is None:
-            return None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise self._fail(key, value, "must be a number")
-
-    def optional_boolean(self, key: str) -> bool | None:
-        value = self._get(key)
-        if value is None or isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise self._fail(key, value, "must be true or false")
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.optional_boolean(key)
-        return default if value is None else value
-
-    def duration(self, key: str, default: str) -> Duration:
-        value = self._get(key)
-        if value is None:
-            return Duration(default)
-        if isinstance(value, str):
-            try:
-                return Duration(value)
-            except ValueError:
-                pass
-        raise self._fail(key, value, 'must be a duration string like "30s" or "10m0s"')
-
-    def texts(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        value = self._get(key)
-        if value is None:
-            return default
-        if isinstance(value, str):
-            value = self._json(key, value)
-        if isinstance(value, list) and all(isinstance(item, str) for item in value):
-            return tuple(cast(list[str], value))
-        raise self._fail(key, value, "must be a list of strings")
-
-    def mapping(self, key: str) -> dict[str, object]:
-        value = self._get(key)
-        if value is None:
-            return {}
-        if isinstance(value, str):
-            value = self._json(key, value)
-        if isinstance(value, dict) and all(isinstance(name, str) for name in value):
-            return cast(dict[str, object], value)
-        raise self._fail(key, value, "must be an object")
-
-    def section(self, key: str) -> _Values:
-        return _Values(self.mapping(key), path=f"{self._path}{key}.", allowed=OBJECT_KEYS[key])
-
-    def _json(self, key: str, text: str) -> object:
-        try:
-            return cast(object, json.loads(text))
-        except json.JSONDecodeError as exc:
-            raise self._fail(key, text, f"is not valid JSON: {exc.msg}") from None
-
-
 def _present(value: object) -> bool:
     return value is not None and value is not False and value != ""
 
 
-def _env(values: _Values, *, app: str, ws_port: int, http_port: int) -> tuple[tuple[str, str], ...]:
+def _env(values: Values, *, app: str, ws_port: int, http_port: int) -> tuple[tuple[str, str], ...]:
     env: dict[str, str] = {"WS_PORT": str(ws_port), "HTTP_PORT": str(http_port)}
     env["LOG_FORMAT"] = "json"
     # The demo page is served by the app itself: its origin may open WebSockets (the backend
@@ -359,8 +133,8 @@ def _env(values: _Values, *, app: str, ws_port: int, http_port: int) -> tuple[tu
     return tuple(env.items())
 
 
-def _local_port_base(values: _Values) -> int:
-    base = values.integer("localPortBase", LOCAL_PORT_BASE)
+def _local_port_base(values: Values) -> int:
+    base = values.integer("localPortBase")
     low, high = _LOCAL_PORT_BASE_RANGE
     if base % 1000 or not low <= base <= high:
         raise ConfigError(
@@ -371,46 +145,47 @@ def _local_port_base(values: _Values) -> int:
     return base
 
 
-def _websocket(values: _Values) -> WebSocketService:
+def _websocket(values: Values) -> WebSocketService:
     ws = values.section("websocket")
+    # proxyProto's value is judged once, by the model's rule (proxy-proto-version)
     proxy_proto = ws.optional_text("proxyProto")
-    if proxy_proto is not None and proxy_proto not in ("v1", "v2"):
-        raise ConfigError(
-            key=f"{PROJECT}:websocket.proxyProto",
-            value=proxy_proto,
-            reason='must be null, "v1" or "v2"',
-        )
     return WebSocketService.build(
-        port=ws.integer("port", 8081),
-        internal_port=ws.integer("internalPort", 8081),
-        handlers=ws.texts("handlers", ("tls",)),
-        alpn=ws.texts("alpn", ("http/1.1",)),
-        tls_versions=ws.texts("tlsVersions", TLS_VERSIONS),
-        soft_limit=ws.integer("softLimit", 1000),
-        hard_limit=ws.integer("hardLimit", 1500),
+        port=ws.integer("port"),
+        internal_port=ws.integer("internalPort"),
+        handlers=ws.texts("handlers"),
+        alpn=ws.texts("alpn"),
+        tls_versions=ws.texts("tlsVersions"),
+        soft_limit=ws.integer("softLimit"),
+        hard_limit=ws.integer("hardLimit"),
         proxy_proto=proxy_proto,
     )
 
 
-def _http_service(values: _Values) -> HttpService:
+def _http_service(values: Values) -> HttpService:
     http = values.section("http")
-    check_path = http.text("checkPath", "/healthz")
+    check_path = http.text("checkPath")
     return HttpService(
-        internal_port=http.integer("internalPort", 8080),
-        force_https=http.boolean("forceHttps", True),
-        auto_stop_machines=http.text("autoStopMachines", "off"),
-        auto_start_machines=http.boolean("autoStartMachines", True),
+        internal_port=http.integer("internalPort"),
+        force_https=http.optional_boolean("forceHttps"),
+        auto_stop_machines=http.optional_text("autoStopMachines"),
+        auto_start_machines=http.optional_boolean("autoStartMachines"),
         min_machines_running=http.optional_integer("minMachinesRunning"),
         concurrency=Concurrency(
             type="requests",
-            soft_limit=http.integer("softLimit", 200),
-            hard_limit=http.integer("hardLimit", 250),
+            soft_limit=http.optional_integer("softLimit"),
+            hard_limit=http.optional_integer("hardLimit"),
         ),
         checks=(HttpCheck(path=check_path),),
     )
 
 
-def _fly_config(values: _Values, *, stack: str, machines: int, broker: Broker) -> FlyConfig:
+def _required(duration: Duration | None) -> Duration:
+    if duration is None:  # only keys with a default are read through here
+        raise TypeError("a required duration has no default")
+    return duration
+
+
+def _fly_config(values: Values, *, stack: str, machines: int, broker: Broker) -> FlyConfig:
     app = values.text("app", f"realtime-{stack}")
     websocket = _websocket(values)
     http_service = _http_service(values)
@@ -420,20 +195,20 @@ def _fly_config(values: _Values, *, stack: str, machines: int, broker: Broker) -
     metrics = values.section("metrics")
     return FlyConfig(
         app=app,
-        primary_region=values.text("primaryRegion", "iad"),
-        kill_signal=values.text("killSignal", "SIGTERM"),
-        kill_timeout=values.duration("killTimeout", "30s"),
+        primary_region=values.text("primaryRegion"),
+        kill_signal=values.optional_text("killSignal"),
+        kill_timeout=values.duration("killTimeout"),
         swap_size_mb=values.optional_integer("swapSizeMb"),
         build=Build(
-            dockerfile=build.text("dockerfile", "Dockerfile"),
+            dockerfile=build.optional_text("dockerfile"),
             ignorefile=build.optional_text("ignorefile"),
             build_target=build.optional_text("buildTarget"),
             image=build.optional_text("image"),
         ),
         deploy=Deploy(
-            strategy=deploy.text("strategy", "rolling"),
+            strategy=deploy.text("strategy"),
             max_unavailable=deploy.optional_number("maxUnavailable"),
-            wait_timeout=deploy.duration("waitTimeout", "10m0s"),
+            wait_timeout=_required(deploy.duration("waitTimeout")),
             release_command=deploy.optional_text("releaseCommand"),
         ),
         env=_env(
@@ -443,14 +218,12 @@ def _fly_config(values: _Values, *, stack: str, machines: int, broker: Broker) -
         services=(websocket,),
         vms=(
             Vm(
-                size=vm.text("size", "shared-cpu-1x"),
-                memory=vm.text("memory", "512mb"),
+                size=vm.optional_text("size"),
+                memory=vm.optional_text("memory"),
                 cpus=vm.optional_integer("cpus"),
             ),
         ),
-        metrics=(
-            Metrics(port=metrics.integer("port", 8080), path=metrics.text("path", "/metrics")),
-        ),
+        metrics=(Metrics(port=metrics.integer("port"), path=metrics.text("path")),),
         machines=machines,
         broker=broker,
     )
@@ -476,8 +249,8 @@ def settings_from_config(
     """
     plain = {key: value for key, value in values.items() if key not in _SECRET_KEYS}
     secrets_set = frozenset(key for key in _SECRET_KEYS if _present(values.get(key)))
-    reader = _Values(plain, path="", allowed=CONFIG_KEYS)
-    target = cast(Literal["fly", "local"], reader.choice("target", "fly", ("fly", "local")))
+    reader = Values(plain)
+    target = cast(Literal["fly", "local"], reader.text("target"))
     org = reader.optional_text("org")
     if target == "fly" and org is None:
         raise ConfigError(
@@ -485,9 +258,9 @@ def settings_from_config(
             value=None,
             reason='required when target is "fly" (`fly orgs list`)',
         )
-    machines = reader.integer("machines", 2)
+    machines = reader.integer("machines")
     local_port_base = _local_port_base(reader)
-    broker = cast(Broker, reader.choice("broker", "memory", ("memory", "redis")))
+    broker = cast(Broker, reader.text("broker"))
     if broker == "memory" and "redisUrl" in secrets_set:
         raise ConfigError(
             key=f"{PROJECT}:redisUrl",
@@ -514,7 +287,7 @@ def settings_from_config(
         stack=stack,
         target=target,
         org=org,
-        flyctl=reader.text("flyctl", "flyctl"),
+        flyctl=reader.text("flyctl"),
         machines=machines,
         secrets_set=secrets_set,
         fly=fly,
@@ -542,7 +315,7 @@ def load_stack_file(path: Path, *, require_secrets: bool = True) -> StackSetting
         document = {}
     config = document.get("config", {}) if isinstance(document, dict) else None
     if not isinstance(config, dict):
-        raise ConfigError(key=f"{path}:config", value=_shown(config), reason="must be a mapping")
+        raise ConfigError(key=f"{path}:config", value=shown(config), reason="must be a mapping")
     values: dict[str, object] = {}
     prefix = f"{PROJECT}:"
     for raw_name, value in config.items():
@@ -552,7 +325,7 @@ def load_stack_file(path: Path, *, require_secrets: bool = True) -> StackSetting
         elif ":" not in name:
             raise ConfigError(
                 key=name,
-                value=_shown(value),
+                value=shown(value),
                 reason=f"config keys need a namespace: {prefix}{name}",
             )
     return settings_from_config(values, stack=match.group(1), require_secrets=require_secrets)
