@@ -202,3 +202,51 @@ def test_backends_allow_the_edge_origin_of_the_demo_page(plan: Plan) -> None:
     for name in ("app-1", "app-2"):
         assert steps[name].environment["ALLOWED_ORIGINS"] == plan.https_url.rstrip("/")
     assert plan.https_url.rstrip("/") == "https://localhost:18443"
+
+
+def _with(settings: StackSettings, *, machines: int, broker: str, base: int = 10000) -> Plan:
+    fly = replace(settings.fly, machines=machines, broker=broker)  # type: ignore[arg-type]
+    changed = replace(settings, machines=machines, fly=fly, local_port_base=base)
+    return local_plan(changed, fly_toml=render_fly_toml(fly), context=CONTEXT)
+
+
+def test_one_backend_per_machine(settings: StackSettings) -> None:
+    """realtime-fly:machines decides how many backends run, and the edge balances over all."""
+    plan = _with(settings, machines=3, broker="redis")
+    apps = [step.name for step in plan.steps if step.name.startswith("app-")]
+    assert apps == ["app-1", "app-2", "app-3"]
+    instances = _step(plan, "edge-config").create
+    assert [instances[i + 1] for i, arg in enumerate(instances) if arg == "--instance"] == [
+        "app-1:8080=21080,8081=21081",
+        "app-2:8080=22080,8081=22081",
+        "app-3:8080=23080,8081=23081",
+    ]
+    assert set(_step(plan, "edge").depends_on) >= {"app-1", "app-2", "app-3"}
+
+
+def test_memory_broker_runs_no_redis(settings: StackSettings) -> None:
+    """One machine on the in-memory broker: no redis-server, and no REDIS_URL for the backend."""
+    plan = _with(settings, machines=1, broker="memory")
+    names = [step.name for step in plan.steps]
+    assert "redis" not in names
+    assert "app-2" not in names
+    assert "REDIS_URL" not in _step(plan, "app-1").environment
+    assert "redis" not in _step(plan, "app-1").depends_on
+
+
+def test_redis_broker_gives_every_backend_the_local_redis(settings: StackSettings) -> None:
+    """With broker redis every backend gets the local redis-server's URL."""
+    plan = _with(settings, machines=2, broker="redis")
+    for name in ("app-1", "app-2"):
+        assert _step(plan, name).environment["REDIS_URL"] == "redis://127.0.0.1:16379/0"
+        assert "redis" in _step(plan, name).depends_on
+
+
+def test_too_many_machines_for_the_port_range_names_the_key(settings: StackSettings) -> None:
+    """Ports past 65535 are refused at plan time, naming realtime-fly:machines."""
+    from infra.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        _with(settings, machines=6, broker="redis", base=50000)
+    assert caught.value.key == "realtime-fly:machines"
+    assert _with(settings, machines=5, broker="redis", base=50000).steps  # up to 65081

@@ -7,10 +7,10 @@ steps as the Fly target. The plan, in order:
 2. ``tls``: a development CA and the edge certificate (``infra.local.certs``; kept across runs);
 3. ``dev-secrets``: a generated ``TOKEN_SIGNING_KEY`` in ``build/local/secrets.env`` (0600),
    used only when the stack sets no ``tokenSigningKey`` secret of its own;
-4. ``redis``: ``redis-server`` on 127.0.0.1:16379 with persistence off (the shared broker the two
-   instances need, as on Fly with ``--ha``);
-5. ``app-1`` / ``app-2``: two ``python -m realtime`` processes with their own ports (21080/21081,
-   22080/22081);
+4. ``redis``: ``redis-server`` on 127.0.0.1:16379 with persistence off, when the stack's
+   ``broker`` is ``redis`` (the shared broker several instances need, as on Fly with ``--ha``);
+5. ``app-1`` ... ``app-N``: one ``python -m realtime`` process per ``machines``, each with its
+   own ports (21080/21081, 22080/22081...);
 6. ``edge-config``: the haproxy configuration rendered FROM the materialised fly.toml's services
    (``infra.local.haproxy``) and checked with ``haproxy -c``;
 7. ``edge``: haproxy on the unprivileged stand-ins of the public ports (80 -> 18080,
@@ -33,12 +33,12 @@ from collections.abc import Mapping
 from typing import Final
 
 from infra.deploy.plan import Plan, PlanContext, Step, materialise_step, text_digest
+from infra.errors import ConfigError
 from infra.local.edge import Instance, edge_port
 from infra.local.haproxy import instance_spec
 from infra.stack.settings import StackSettings
 
 __all__ = [
-    "INSTANCE_COUNT",
     "STATE_DIR",
     "instance_ports",
     "local_instances",
@@ -49,7 +49,6 @@ __all__ = [
 
 STATE_DIR: Final = "build/local"
 """Pid files, logs, certificates, the haproxy config and the dev secrets file."""
-INSTANCE_COUNT: Final = 2
 EDGE_HOST: Final = "localhost"
 _TLS_DIR: Final = f"{STATE_DIR}/tls"
 _SECRETS_FILE: Final = f"{STATE_DIR}/secrets.env"
@@ -68,12 +67,31 @@ def instance_ports(index: int, internal_port: int, *, base: int) -> int:
     return base + 10000 + 1000 * index + internal_port % 1000
 
 
+_HIGHEST_PORT: Final = 65535
+
+
 def local_instances(settings: StackSettings) -> tuple[Instance, ...]:
-    """The backend instances, each with a local port for the HTTP and WebSocket services."""
+    """The backend instances, one per ``machines``, each with a local port for the HTTP and
+    WebSocket services.
+
+    Raises ConfigError naming ``realtime-fly:machines`` when the last instance's ports would
+    pass 65535 (with the default ``localPortBase`` that is more than 45 machines).
+    """
     config = settings.fly
     internal = [config.websocket.internal_port]
     if config.http_service is not None:
         internal.append(config.http_service.internal_port)
+    highest = max(
+        instance_ports(settings.machines, port, base=settings.local_port_base) for port in internal
+    )
+    if highest > _HIGHEST_PORT:
+        raise ConfigError(
+            key="realtime-fly:machines",
+            value=settings.machines,
+            reason=f"the local target gives each machine its own ports: with localPortBase "
+            f"{settings.local_port_base} the last one would listen on {highest} (> 65535); "
+            "run fewer machines or lower realtime-fly:localPortBase",
+        )
     return tuple(
         Instance(
             name=f"app-{index}",
@@ -82,7 +100,7 @@ def local_instances(settings: StackSettings) -> tuple[Instance, ...]:
                 for port in sorted(internal)
             },
         )
-        for index in range(1, INSTANCE_COUNT + 1)
+        for index in range(1, settings.machines + 1)
     )
 
 
@@ -116,13 +134,14 @@ def _backend_environment(
     env.update(
         HOST="127.0.0.1",
         WS_PORT=str(instance.ports[config.websocket.internal_port]),
-        REDIS_URL=f"redis://127.0.0.1:{redis_port(settings.local_port_base)}/0",
         DEV_TOKENS="1",
         PUBLIC_WS_URL=wss_url,
         # The demo page comes through the edge's HTTPS port: that origin may open WebSockets.
         ALLOWED_ORIGINS=_origin(https_url),
         LOG_FORMAT="text",
     )
+    if config.broker == "redis":
+        env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port(settings.local_port_base)}/0"
     if config.http_service is not None:
         env["HTTP_PORT"] = str(instance.ports[config.http_service.internal_port])
     return env
@@ -152,31 +171,34 @@ def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) 
             create=(context.python, "-m", "infra.local.devsecrets", "--out", _SECRETS_FILE),
             logging="stderr",
         ),
-        Step(
-            name="redis",
-            create=_supervise(
-                context,
-                "start",
-                "redis",
-                "--state",
-                STATE_DIR,
-                "--wait-tcp",
-                f"127.0.0.1:{redis}",
-                "--",
-                "redis-server",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(redis),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ),
-            delete=_stop(context, "redis"),
-            triggers=(ports_trigger,),
-        ),
     ]
+    if settings.fly.broker == "redis":
+        steps.append(
+            Step(
+                name="redis",
+                create=_supervise(
+                    context,
+                    "start",
+                    "redis",
+                    "--state",
+                    STATE_DIR,
+                    "--wait-tcp",
+                    f"127.0.0.1:{redis}",
+                    "--",
+                    "redis-server",
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(redis),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ),
+                delete=_stop(context, "redis"),
+                triggers=(ports_trigger,),
+            )
+        )
     for instance in instances:
         health_port = instance.ports[
             settings.fly.http_service.internal_port
@@ -209,7 +231,11 @@ def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) 
                 ),
                 secret_environment=secret_environment,
                 triggers=(context.backend_digest, config_digest, ports_trigger),
-                depends_on=("fly-toml", "dev-secrets", "redis"),
+                depends_on=(
+                    "fly-toml",
+                    "dev-secrets",
+                    *(("redis",) if settings.fly.broker == "redis" else ()),
+                ),
             )
         )
     edge_check_port = edge_port(settings.fly.websocket.public_port, base=base)
