@@ -1,10 +1,11 @@
 """Start and stop long-running local processes that outlive the command which started them.
 
-The local deploy target runs redis-server, two backends and haproxy from
+The local deploy target runs redis-server, the backends and haproxy from
 ``pulumi_command.local.Command`` steps; each step's command returns at once, so the processes
 must be detached: a new session (own process group), stdin from ``/dev/null``, stdout and stderr
-appended to ``<state>/<name>.log``, and ``<state>/<name>.pid`` holding ``PID START_TICKS`` (the
-kernel's start time of the process, so a recycled PID is never mistaken for ours).
+appended to ``<state>/<name>.log``, and ``<state>/<name>.pid`` holding ``PID CREATE_TIME`` (the
+process's creation time as psutil reads it from the OS, so a recycled PID is never mistaken for
+ours, on Linux, macOS and the BSDs alike).
 
     python -m infra.local.supervise start NAME [--cwd DIR] [--state DIR] [--env-file FILE]
                                          [--wait-tcp HOST:PORT] -- ARGV...
@@ -38,6 +39,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 __all__ = [
     "DEFAULT_STATE_DIR",
     "SuperviseError",
@@ -62,10 +65,10 @@ class SuperviseError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Supervised:
-    """A process this module started: its pid and the kernel's start time of that pid."""
+    """A process this module started: its pid and that pid's creation time (epoch seconds)."""
 
     pid: int
-    start_ticks: int
+    created: float
 
 
 def _check_name(name: str) -> None:
@@ -82,26 +85,31 @@ def log_file(state: Path, name: str) -> Path:
     return state / f"{name}.log"
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start ticks) of a live pid, ``None`` when there is no such process."""
+_SAME_PROCESS = 0.01
+"""Creation times of one process read twice agree to the clock tick; another process started
+in the same pid within 10 ms is not a case this guards against."""
+
+
+def _created(pid: int) -> float | None:
+    """The creation time of a live (not zombie) pid, ``None`` when there is no such process."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return process.create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return fields[0], int(fields[19])
 
 
 def _alive(record: Supervised) -> bool:
-    stat = _proc_stat(record.pid)
-    return stat is not None and stat[0] not in ("Z", "X") and stat[1] == record.start_ticks
+    created = _created(record.pid)
+    return created is not None and abs(created - record.created) < _SAME_PROCESS
 
 
 def _read(state: Path, name: str) -> Supervised | None:
     try:
-        pid_text, ticks_text = _pid_file(state, name).read_text().split()
-        return Supervised(pid=int(pid_text), start_ticks=int(ticks_text))
+        pid_text, created_text = _pid_file(state, name).read_text().split()
+        return Supervised(pid=int(pid_text), created=float(created_text))
     except (FileNotFoundError, ValueError):
         return None
 
@@ -159,10 +167,9 @@ def start(
             )
         except OSError as exc:
             raise SuperviseError(f"process {name}: cannot run {argv[0]!r}: {exc}") from exc
-    stat = _proc_stat(process.pid)
-    record = Supervised(pid=process.pid, start_ticks=stat[1] if stat else 0)
+    record = Supervised(pid=process.pid, created=_created(process.pid) or 0.0)
     tmp = _pid_file(state, name).with_suffix(".pid.tmp")
-    tmp.write_text(f"{record.pid} {record.start_ticks}\n")
+    tmp.write_text(f"{record.pid} {record.created!r}\n")
     tmp.replace(_pid_file(state, name))
     try:
         code = process.wait(timeout=_STARTUP_GRACE)

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from infra.local import supervise
@@ -44,8 +45,10 @@ def _child_pid(log: Path) -> int:
 
 
 def _exists(pid: int) -> bool:
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_start_survives_the_starting_command_and_stop_kills_the_group(tmp_path: Path) -> None:
