@@ -11,8 +11,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,6 +20,7 @@ from pathlib import Path
 import psutil
 
 from bench.centrifugo import CENTRIFUGO_NAMESPACE
+from infra.local.loopback import free_port, port_is_free, redis_server_argv, spawn, stop_group
 from infra.local.supervise import SuperviseError, wait_tcp
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,14 +32,6 @@ START_TIMEOUT = 30.0
 
 class ServerError(RuntimeError):
     """A server did not start; the message names the command and shows its log's tail."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -75,19 +66,6 @@ class Server:
             process.cpu_affinity(list(cpus))
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
-
-
 @contextlib.contextmanager
 def _running(
     name: str,
@@ -100,16 +78,7 @@ def _running(
     cpus: Sequence[int] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     log = workdir / f"{name}.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn(argv, log=log, cwd=cwd, env=env)
     try:
         if cpus:
             psutil.Process(process.pid).cpu_affinity(list(cpus))
@@ -119,7 +88,7 @@ def _running(
             raise ServerError(str(exc)) from None
         yield process
     finally:
-        _stop(process)
+        stop_group(process, timeout=15)
 
 
 def _base_env() -> dict[str, str]:
@@ -247,19 +216,7 @@ def redis_server(workdir: Path) -> Iterator[Server]:
     if binary is None:
         raise ServerError("redis-server not found on PATH: apt-get install redis-server")
     port = free_port()
-    argv = [
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(workdir),
-    ]
+    argv = redis_server_argv(port, binary=binary, directory=workdir)
     with _running("redis", argv, port=port, workdir=workdir, env=_base_env()) as process:
         yield Server(
             "redis", f"redis://127.0.0.1:{port}/0", "redis", process, workdir / "redis.log"
@@ -284,7 +241,7 @@ def edge(workdir: Path, *, backend_server: Server) -> Iterator[tuple[str, str, S
     )
     certificates = ensure_certificates(workdir / "tls", hosts=("localhost", "127.0.0.1"))
     base = 20000 + free_port() % 40 * 100  # a port base nobody else uses in this run
-    while not all(_port_is_free(edge_port(p, base=base)) for p in (80, 443, 8081)):
+    while not all(port_is_free(edge_port(p, base=base)) for p in (80, 443, 8081)):
         base += 100
     http_internal = HttpService().internal_port
     instance = Instance(
@@ -307,12 +264,3 @@ def edge(workdir: Path, *, backend_server: Server) -> Iterator[tuple[str, str, S
             "edge", f"wss://localhost:{wss_port}/", "realtime", process, workdir / "haproxy.log"
         )
         yield f"wss://localhost:{wss_port}/", str(certificates.ca), server
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True

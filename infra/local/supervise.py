@@ -121,10 +121,15 @@ def running(name: str, *, state: Path = DEFAULT_STATE_DIR) -> Supervised | None:
     return record if record is not None and _alive(record) else None
 
 
+def _ending(log: Path | None) -> str:
+    """The last lines of ``log`` for an error message, on a line of their own."""
+    return "" if log is None else f"; end of {log}:\n{_tail(log, 20)}"
+
+
 def _tail(path: Path, lines: int) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
+    except OSError:
         return ""
 
 
@@ -219,7 +224,7 @@ def wait_tcp(
         if process is not None and process.poll() is not None:
             raise SuperviseError(
                 f"{process.args!r} exited {process.returncode} before {host}:{port} listened"
-                f"{_log_tail(log)}"
+                f"{_ending(log)}"
             )
         try:
             with socket.create_connection((host, port), timeout=1.0):
@@ -228,17 +233,8 @@ def wait_tcp(
             last = exc
             time.sleep(0.05)
     raise SuperviseError(
-        f"{host}:{port} did not accept a connection in {timeout:g} s: {last}{_log_tail(log)}"
+        f"{host}:{port} did not accept a connection in {timeout:g} s: {last}{_ending(log)}"
     )
-
-
-def _log_tail(log: Path | None, chars: int = 2000) -> str:
-    if log is None:
-        return ""
-    try:
-        return "\n" + log.read_text(errors="replace")[-chars:]
-    except OSError:
-        return ""
 
 
 def read_env_file(path: Path, base: Mapping[str, str]) -> dict[str, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.backend.processes import free_port
+from infra.local.loopback import free_port, redis_server_argv
 
 __all__ = ["RedisServer", "free_port", "running_redis"]
 
@@ -57,17 +57,7 @@ class RedisServer:
 
     def start(self, timeout: float = 5.0) -> None:
         argv = [
-            REDIS_SERVER,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self._dir),
+            *redis_server_argv(self.port, binary=REDIS_SERVER, directory=self._dir),
             "--logfile",
             str(self.log),
         ]

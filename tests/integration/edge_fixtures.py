@@ -19,11 +19,8 @@ import contextlib
 import hashlib
 import json
 import os
-import random
 import re
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -40,8 +37,8 @@ from playwright.sync_api import Browser, sync_playwright
 from infra.flytoml.model import FlyConfig, HttpService, WebSocketService
 from infra.local.certs import ensure_certificates
 from infra.local.edge import Instance, edge_port, fly_services, render_haproxy
+from infra.local.loopback import free_port, free_port_base, spawn, stop_group
 from infra.local.supervise import wait_tcp
-from tests.backend.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -70,58 +67,6 @@ def dev_fly_config(*, websocket_alpn: tuple[str, ...] = ("http/1.1",)) -> FlyCon
         http_service=HttpService(),
         services=(WebSocketService.build(alpn=websocket_alpn),),
     )
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def _free_port_base(public_ports: tuple[int, ...]) -> int:
-    """A ``localPortBase`` whose edge ports are all free (never 10000, the default of make up)."""
-    rng = random.Random()
-    for _ in range(50):
-        base = rng.randrange(11000, 24000, 100)
-        if all(_port_free(edge_port(port, base=base)) for port in public_ports):
-            return base
-    raise RuntimeError(f"no free port base for public ports {public_ports}")
-
-
-def _start(
-    argv: list[str],
-    cwd: Path,
-    env: Mapping[str, str],
-    log: Path,
-    started: list[subprocess.Popen[bytes]],
-) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in its own session, output appended to ``log``; add it to ``started``."""
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    started.append(process)
-    return process
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
 
 
 def spki_sha256(pem: Path) -> str:
@@ -215,7 +160,10 @@ def running_edge(
     certificates = ensure_certificates(tls_dir or workdir / "tls", hosts=("localhost", "127.0.0.1"))
     http_port, ws_port = free_port(), free_port()
     public_ports = tuple(p.port for s in fly_services(fly) for p in s.ports)
-    base = _free_port_base(public_ports)
+    # a base whose edge ports are all free (never 10000, the default of make up)
+    base = free_port_base(
+        lambda base: [edge_port(port, base=base) for port in public_ports], low=11000, high=24000
+    )
     https_port = edge_port(443, base=base)
     wss_port = edge_port(fly.websocket.public_port, base=base)
     haproxy_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -254,14 +202,16 @@ def running_edge(
         raise RuntimeError(f"haproxy -c refused the configuration:\n{checked.stderr}\n{config}")
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        backend = _start(
-            [sys.executable, "-m", "realtime"], REPO / "backend", env, backend_log, processes
+        backend = spawn(
+            [sys.executable, "-m", "realtime"], cwd=REPO / "backend", env=env, log=backend_log
         )
+        processes.append(backend)
         wait_tcp("127.0.0.1", http_port, timeout=_START_TIMEOUT, process=backend, log=backend_log)
         wait_tcp("127.0.0.1", ws_port, timeout=_START_TIMEOUT, process=backend, log=backend_log)
-        edge = _start(
-            [haproxy, "-db", "-f", str(config_file)], workdir, haproxy_env, edge_log, processes
+        edge = spawn(
+            [haproxy, "-db", "-f", str(config_file)], cwd=workdir, env=haproxy_env, log=edge_log
         )
+        processes.append(edge)
         wait_tcp("127.0.0.1", https_port, timeout=_START_TIMEOUT, process=edge, log=edge_log)
         wait_tcp("127.0.0.1", wss_port, timeout=_START_TIMEOUT, process=edge, log=edge_log)
         yield Edge(
@@ -276,7 +226,7 @@ def running_edge(
         )
     finally:
         for process in reversed(processes):
-            _stop(process)
+            stop_group(process)
 
 
 def chromium_args(edge: Edge) -> list[str]:

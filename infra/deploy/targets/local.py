@@ -36,6 +36,7 @@ from infra.deploy.plan import Plan, PlanContext, Step, materialise_step, text_di
 from infra.errors import ConfigError
 from infra.local.edge import Instance, edge_port
 from infra.local.haproxy import instance_spec
+from infra.local.loopback import redis_server_argv
 from infra.stack.settings import StackSettings
 
 __all__ = [
@@ -185,15 +186,7 @@ def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) 
                     "--wait-tcp",
                     f"127.0.0.1:{redis}",
                     "--",
-                    "redis-server",
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    str(redis),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
+                    *redis_server_argv(redis),
                 ),
                 delete=_stop(context, "redis"),
                 triggers=(ports_trigger,),
