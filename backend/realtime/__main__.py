@@ -10,14 +10,12 @@ import os
 import sys
 from collections.abc import Callable
 
-import structlog
-
 from realtime.app import App
 from realtime.broker import BrokerError
-from realtime.logs import configure
+from realtime.logs import configure, get_logger
 from realtime.settings import Settings, SettingsError
 
-logger = structlog.stdlib.get_logger("realtime")
+logger = get_logger("realtime")
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -16,15 +16,15 @@ import secrets
 import signal
 from collections.abc import Awaitable, Callable
 
-import structlog
 from aiohttp import web
 
 from realtime.auth import TokenVerifier
+from realtime.logs import get_logger
 from realtime.metrics import CONTENT_TYPE, Metrics
 from realtime.server import RealtimeServer
 from realtime.settings import Settings
 
-logger = structlog.stdlib.get_logger(__name__)
+logger = get_logger(__name__)
 
 # HTTP limits (docs/BACKEND.md "HTTP service"); aiohttp's parser refuses longer lines itself
 MAX_BODY = 16 * 1024

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from typing import Final, TextIO
 
 import structlog
 from aiohttp.http_exceptions import HttpProcessingError
@@ -56,15 +56,38 @@ class _ClientErrors(logging.Filter):
         return True
 
 
+_TIMESTAMPER: Final = structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts")
+_SHARED: Final[list[Processor]] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    _TIMESTAMPER,
+]
+
+# structlog loggers hand their events to the stdlib logger of the same name, from import on
+# (so levels, handlers and pytest's capture apply before and after configure())
+structlog.configure(
+    processors=[
+        structlog.stdlib.filter_by_level,
+        structlog.stdlib.PositionalArgumentsFormatter(),
+        *_SHARED,
+        structlog.processors.StackInfoRenderer(),
+        structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+    ],
+    logger_factory=structlog.stdlib.LoggerFactory(),
+    wrapper_class=structlog.stdlib.BoundLogger,
+    cache_logger_on_first_use=True,
+)
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    """A structlog logger routed through the stdlib logger ``name``."""
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger
+
+
 def configure(level: str, fmt: str, stream: TextIO | None = None) -> None:
     """Install one handler (stderr unless ``stream``) on the root logger for both kinds."""
-    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts")
-    shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        timestamper,
-    ]
     renderer: list[Processor]
     if fmt == "json":
         renderer = [
@@ -77,20 +100,8 @@ def configure(level: str, fmt: str, stream: TextIO | None = None) -> None:
     else:
         renderer = [structlog.dev.ConsoleRenderer(colors=False, timestamp_key="ts")]
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *_SHARED],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
-    )
-    structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            structlog.stdlib.PositionalArgumentsFormatter(),
-            *shared,
-            structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
