@@ -49,7 +49,12 @@ PAGE_HEADERS = {
     ),
     "Referrer-Policy": "no-referrer",
 }
-COMMON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+# Server: aiohttp would announce its and Python's versions
+COMMON_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Server": "realtime",
+}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

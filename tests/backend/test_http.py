@@ -201,7 +201,8 @@ async def test_keep_alive_and_head(app: App) -> None:
 
 
 async def test_every_answer_carries_the_common_headers(app: App) -> None:
-    """no-store and nosniff on pages, probes, errors and metrics; the CSP on the page only."""
+    """no-store, nosniff and a versionless Server on pages, probes, errors and metrics; the
+    CSP on the page only."""
     for path, port in (
         ("/", None),
         ("/healthz", None),
@@ -209,10 +210,11 @@ async def test_every_answer_carries_the_common_headers(app: App) -> None:
         ("/metrics", app.http.metrics_port),
     ):
         _, headers, _ = await get(app, path, port=port)
-        assert (headers["cache-control"], headers["x-content-type-options"]) == (
-            "no-store",
-            "nosniff",
-        ), path
+        assert (
+            headers["cache-control"],
+            headers["x-content-type-options"],
+            headers["server"],
+        ) == ("no-store", "nosniff", "realtime"), path
         assert ("content-security-policy" in headers) == (path == "/"), path
 
 
