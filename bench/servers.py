@@ -123,6 +123,7 @@ def backend(
         "HOST": "127.0.0.1",
         "WS_PORT": str(ws_port),
         "HTTP_PORT": str(http_port),
+        "METRICS_PORT": str(free_port()),
         "TOKEN_SIGNING_KEY": secret,
         "REDIS_URL": redis_url,
         "LOG_LEVEL": "WARNING",

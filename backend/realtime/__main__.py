@@ -6,17 +6,16 @@ Exit codes: 0 after a graceful drain, 1 when the service cannot start, 2 for bad
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable
 
 from realtime.app import App
 from realtime.broker import BrokerError
-from realtime.logs import configure
+from realtime.logs import configure, get_logger
 from realtime.settings import Settings, SettingsError
 
-logger = logging.getLogger("realtime")
+logger = get_logger("realtime")
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -41,12 +40,12 @@ def main() -> int:
         try:
             app = runner.run(_build(settings))
         except BrokerError as exc:
-            logger.error("cannot start: %s", exc)
+            logger.error("cannot start", error=str(exc))
             return 2
         try:
             runner.run(app.run())
         except (OSError, BrokerError) as exc:
-            logger.error("cannot start: %s", exc)
+            logger.error("cannot start", error=str(exc))
             return 1
     return 0
 

@@ -48,6 +48,8 @@ class Settings:
     # logging
     log_level: str = "INFO"
     log_format: str = "json"
+    # metrics: their own listener, never exposed by a public service
+    metrics_port: int = 9091
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -99,9 +101,16 @@ class Settings:
             ping_timeout=reader.get("PING_TIMEOUT", _positive_float, 20.0),
             log_level=log_level,
             log_format=log_format,
+            metrics_port=reader.get("METRICS_PORT", _port, 9091),
         )
         if settings.http_port == settings.ws_port and settings.http_port != 0:
             raise SettingsError(f"HTTP_PORT and WS_PORT must differ, both are {settings.http_port}")
+        for name, port in (("HTTP_PORT", settings.http_port), ("WS_PORT", settings.ws_port)):
+            if port == settings.metrics_port and port != 0:
+                raise SettingsError(
+                    f"METRICS_PORT must differ from {name} (metrics stay off the public ports), "
+                    f"both are {port}"
+                )
         return settings
 
 

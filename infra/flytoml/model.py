@@ -153,9 +153,12 @@ class Vm:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Metrics:
-    """One ``[[metrics]]`` entry: where Fly scrapes Prometheus metrics inside the machine."""
+    """One ``[[metrics]]`` entry: where Fly scrapes Prometheus metrics inside the machine.
 
-    port: int = 8080
+    The default is the backend's ``METRICS_PORT`` (9091), a port no service exposes: metrics
+    stay off the public edge."""
+
+    port: int = 9091
     path: str = "/metrics"
 
 

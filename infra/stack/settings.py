@@ -82,7 +82,11 @@ SECRETS: Final[tuple[SecretSpec, ...]] = (
 
 _SECRET_KEYS: Final = frozenset(spec.key for spec in SECRETS)
 _SECRET_ENV: Final = {spec.env_name: spec.key for spec in SECRETS}
-_RESERVED_ENV: Final = {"WS_PORT": "websocket.internalPort", "HTTP_PORT": "http.internalPort"}
+_RESERVED_ENV: Final = {
+    "WS_PORT": "websocket.internalPort",
+    "HTTP_PORT": "http.internalPort",
+    "METRICS_PORT": "metrics.port",
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,8 +113,14 @@ def _present(value: object) -> bool:
     return value is not None and value is not False and value != ""
 
 
-def _env(values: Values, *, app: str, ws_port: int, http_port: int) -> tuple[tuple[str, str], ...]:
-    env: dict[str, str] = {"WS_PORT": str(ws_port), "HTTP_PORT": str(http_port)}
+def _env(
+    values: Values, *, app: str, ws_port: int, http_port: int, metrics_port: int
+) -> tuple[tuple[str, str], ...]:
+    env: dict[str, str] = {
+        "WS_PORT": str(ws_port),
+        "HTTP_PORT": str(http_port),
+        "METRICS_PORT": str(metrics_port),
+    }
     env["LOG_FORMAT"] = "json"
     # The demo page is served by the app itself: its origin may open WebSockets (the backend
     # refuses every other browser origin; set env.ALLOWED_ORIGINS to widen or change it).
@@ -192,7 +202,8 @@ def _fly_config(values: Values, *, stack: str, machines: int, broker: Broker) ->
     vm = values.section("vm")
     deploy = values.section("deploy")
     build = values.section("build")
-    metrics = values.section("metrics")
+    metrics_section = values.section("metrics")
+    metrics = Metrics(port=metrics_section.integer("port"), path=metrics_section.text("path"))
     return FlyConfig(
         app=app,
         primary_region=values.text("primaryRegion"),
@@ -212,7 +223,11 @@ def _fly_config(values: Values, *, stack: str, machines: int, broker: Broker) ->
             release_command=deploy.optional_text("releaseCommand"),
         ),
         env=_env(
-            values, app=app, ws_port=websocket.internal_port, http_port=http_service.internal_port
+            values,
+            app=app,
+            ws_port=websocket.internal_port,
+            http_port=http_service.internal_port,
+            metrics_port=metrics.port,
         ),
         http_service=http_service,
         services=(websocket,),
@@ -223,7 +238,7 @@ def _fly_config(values: Values, *, stack: str, machines: int, broker: Broker) ->
                 cpus=vm.optional_integer("cpus"),
             ),
         ),
-        metrics=(Metrics(port=metrics.integer("port"), path=metrics.text("path")),),
+        metrics=(metrics,),
         machines=machines,
         broker=broker,
     )

@@ -136,6 +136,7 @@ async def main(members: int, messages: int) -> None:
         HOST="127.0.0.1",
         HTTP_PORT=str(http_port),
         WS_PORT=str(ws_port),
+        METRICS_PORT=str(free_port()),
         LOG_LEVEL="WARNING",
         RATE_LIMIT_PER_SECOND="100000",
         RATE_LIMIT_BURST="100000",

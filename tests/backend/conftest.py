@@ -20,6 +20,7 @@ SIGNING_KEY = "test-signing-key-0123456789abcdef0123456789"
 TEST_SETTINGS = Settings(
     host="127.0.0.1",
     http_port=0,
+    metrics_port=0,
     ws_port=0,
     token_signing_key=SIGNING_KEY,
     allowed_origins=("https://chat.example",),

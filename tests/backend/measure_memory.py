@@ -51,6 +51,7 @@ async def main(n: int, *, distinct: bool) -> None:
         HOST="127.0.0.1",
         HTTP_PORT=str(http_port),
         WS_PORT=str(ws_port),
+        METRICS_PORT=str(free_port()),
         MAX_CONNECTIONS=str(n + 100),
         LOG_LEVEL="WARNING",
     )

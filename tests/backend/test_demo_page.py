@@ -23,6 +23,7 @@ _HTTP_PORT, _WS_PORT = free_port(), free_port()
 @with_settings(
     http_port=_HTTP_PORT,
     ws_port=_WS_PORT,
+    metrics_port=0,
     dev_tokens=True,
     allowed_origins=(f"http://127.0.0.1:{_HTTP_PORT}",),
 )

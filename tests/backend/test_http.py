@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+from typing import Any
 
 import jwt
 import pytest
 from realtime.app import App
 from realtime.ids import RoomName
+from realtime.settings import Settings
 from websockets.exceptions import InvalidStatus
 
-from tests.backend.conftest import SIGNING_KEY, ClientFactory, raw_connect, with_settings
+from tests.backend.conftest import SIGNING_KEY, TEST_SETTINGS, ClientFactory, raw_connect
+from tests.backend.conftest import with_settings as _with_settings
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """The shared test settings with the metrics site on a free port too."""
+    return dataclasses.replace(TEST_SETTINGS, metrics_port=0)
+
+
+def with_settings(**changes: Any) -> Any:
+    return _with_settings(metrics_port=0, **changes)
 
 
 async def http(
-    app: App, request: bytes, *, responses: int = 1
+    app: App, request: bytes, *, responses: int = 1, port: int | None = None
 ) -> list[tuple[int, dict[str, str], bytes]]:
-    """Send raw bytes to the HTTP port; read ``responses`` responses."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", app.http.port)
+    """Send raw bytes to the HTTP port (or ``port``); read ``responses`` responses."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port or app.http.port)
     writer.write(request)
     results = []
     methods = [part.split(b" ", 1)[0] for part in request.split(b"\r\n\r\n") if part]
@@ -36,8 +50,8 @@ async def http(
     return results
 
 
-async def get(app: App, path: str) -> tuple[int, dict[str, str], bytes]:
-    return (await http(app, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()))[0]
+async def get(app: App, path: str, *, port: int | None = None) -> tuple[int, dict[str, str], bytes]:
+    return (await http(app, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), port=port))[0]
 
 
 async def post(app: App, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -67,12 +81,13 @@ async def test_join_while_broker_not_ready_is_unavailable(app: App, client: Clie
 
 
 async def test_metrics_expose_the_documented_series(app: App, client: ClientFactory) -> None:
-    """/metrics is Prometheus text with connections, rooms, traffic and refusals."""
+    """/metrics (on METRICS_PORT) is Prometheus text with connections, rooms, traffic and
+    refusals."""
     alice = await client("alice")
     await alice.join()
     await alice.ws.send("not json")
     await alice.expect("error")
-    status, headers, body = await get(app, "/metrics")
+    status, headers, body = await get(app, "/metrics", port=app.http.metrics_port)
     text = body.decode()
     assert status == 200
     assert headers["content-type"].startswith("text/plain; version=0.0.4")
@@ -86,6 +101,20 @@ async def test_metrics_expose_the_documented_series(app: App, client: ClientFact
         assert line in text
     for name in ("messages_out", "dropped", "rate_limited", "slow_consumers"):
         assert f"realtime_{name}_total" in text
+
+
+async def test_metrics_are_only_on_the_metrics_port(app: App) -> None:
+    """The public port answers 404 for /metrics; the metrics port serves nothing else."""
+    assert app.http.metrics_port not in (0, app.http.port, app.ws.port)
+    assert (await get(app, "/metrics"))[::2] == (404, b"no route for /metrics\n")
+    assert (await get(app, "/metrics", port=app.http.metrics_port))[0] == 200
+    for path in ("/healthz", "/readyz", "/", "/config.json"):
+        assert (await get(app, path, port=app.http.metrics_port))[0] == 404, path
+    ((status, headers, body),) = await http(
+        app, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n", port=app.http.metrics_port
+    )
+    assert (status, body) == (200, b"")
+    assert int(headers["content-length"]) > 0
 
 
 async def test_demo_page_and_assets(app: App) -> None:
@@ -109,8 +138,19 @@ async def test_config_json_tells_the_page_where_to_connect(app: App) -> None:
 
 
 async def test_dev_token_is_off_by_default(app: App) -> None:
-    """Without DEV_TOKENS=1 there is no /dev/token route."""
-    assert (await post(app, "/dev/token", b'{"user":"alice"}'))[0] == 405
+    """Without DEV_TOKENS=1 there is no /dev/token route: 404 for any method."""
+    assert (await post(app, "/dev/token", b'{"user":"alice"}'))[::2] == (
+        404,
+        b"no route for /dev/token\n",
+    )
+    assert (await get(app, "/dev/token"))[0] == 404
+
+
+@with_settings(dev_tokens=True)
+async def test_dev_token_wants_post(app: App) -> None:
+    """With DEV_TOKENS=1, GET /dev/token is 405 naming POST."""
+    status, headers, body = await get(app, "/dev/token")
+    assert (status, headers["allow"], body) == (405, "POST", b"use POST\n")
 
 
 @with_settings(dev_tokens=True)
@@ -142,10 +182,14 @@ async def test_http_errors(app: App) -> None:
     status, headers, _ = await post(app, "/healthz", b"")
     assert (status, headers["allow"]) == (405, "GET, HEAD")
     assert (await http(app, b"NONSENSE\r\n\r\n"))[0][0] == 400
-    big = b"POST /dev/token HTTP/1.1\r\nContent-Length: 999999\r\n\r\n"
-    assert (await http(app, big))[0][0] == 413
-    chunked = b"POST /dev/token HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    big = b"POST /dev/token HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n"
+    ((status, headers, text),) = await http(app, big)
+    assert (status, headers["connection"]) == (413, "close")
+    assert text == b"body too large: 999999 bytes, at most 16384\n"
+    chunked = b"POST /dev/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
     assert (await http(app, chunked))[0][0] == 501
+    # HTTP/1.1 requires Host (RFC 9112 section 3.2): aiohttp refuses a request without one
+    assert (await http(app, b"GET /healthz HTTP/1.1\r\n\r\n"))[0][0] == 400
 
 
 async def test_keep_alive_and_head(app: App) -> None:
@@ -154,6 +198,24 @@ async def test_keep_alive_and_head(app: App) -> None:
     (s1, h1, b1), (s2, _, b2) = await http(app, request, responses=2)
     assert (s1, h1["content-length"], b1) == (200, "3", b"")
     assert (s2, b2) == (200, b"ready\n")
+
+
+async def test_every_answer_carries_the_common_headers(app: App) -> None:
+    """no-store, nosniff and a versionless Server on pages, probes, errors and metrics; the
+    CSP on the page only."""
+    for path, port in (
+        ("/", None),
+        ("/healthz", None),
+        ("/nope", None),
+        ("/metrics", app.http.metrics_port),
+    ):
+        _, headers, _ = await get(app, path, port=port)
+        assert (
+            headers["cache-control"],
+            headers["x-content-type-options"],
+            headers["server"],
+        ) == ("no-store", "nosniff", "realtime"), path
+        assert ("content-security-policy" in headers) == (path == "/"), path
 
 
 @with_settings(drain_seconds=1.0)

@@ -18,6 +18,7 @@ def test_defaults_are_the_documented_production_defaults() -> None:
     assert settings.redis_url == ""
     assert settings.history_size == 500
     assert settings.drain_seconds == 10.0
+    assert settings.metrics_port == 9091
 
 
 def test_values_are_parsed() -> None:
@@ -31,6 +32,7 @@ def test_values_are_parsed() -> None:
             "RATE_LIMIT_PER_SECOND": "2.5",
             "LOG_LEVEL": "debug",
             "LOG_FORMAT": "text",
+            "METRICS_PORT": "9002",
         }
     )
     assert settings.dev_tokens
@@ -38,6 +40,7 @@ def test_values_are_parsed() -> None:
     assert settings.allowed_origins == ("https://a.example", "https://b.example:8443")
     assert settings.rate_limit_per_second == 2.5
     assert (settings.log_level, settings.log_format) == ("DEBUG", "text")
+    assert settings.metrics_port == 9002
 
 
 @pytest.mark.parametrize(
@@ -48,6 +51,15 @@ def test_values_are_parsed() -> None:
         ({"DEV_TOKENS": "yes"}, "DEV_TOKENS must be 0 or 1, got 'yes'"),
         ({"TOKEN_SIGNING_KEY": KEY, "WS_PORT": "70000"}, "WS_PORT must be a port number"),
         ({"TOKEN_SIGNING_KEY": KEY, "HTTP_PORT": "8081"}, "HTTP_PORT and WS_PORT must differ"),
+        ({"TOKEN_SIGNING_KEY": KEY, "METRICS_PORT": "x"}, "METRICS_PORT must be a port number"),
+        (
+            {"TOKEN_SIGNING_KEY": KEY, "METRICS_PORT": "8080"},
+            "METRICS_PORT must differ from HTTP_PORT .* both are 8080",
+        ),
+        (
+            {"TOKEN_SIGNING_KEY": KEY, "WS_PORT": "9091"},
+            "METRICS_PORT must differ from WS_PORT .* both are 9091",
+        ),
         ({"TOKEN_SIGNING_KEY": KEY, "HISTORY_SIZE": "0"}, "HISTORY_SIZE must be a positive"),
         ({"TOKEN_SIGNING_KEY": KEY, "DRAIN_SECONDS": "nan"}, "DRAIN_SECONDS must be a positive"),
         ({"TOKEN_SIGNING_KEY": KEY, "LOG_FORMAT": "xml"}, "LOG_FORMAT must be json or text"),

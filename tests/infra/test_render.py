@@ -86,7 +86,7 @@ def test_sections_and_keys() -> None:
     assert data["build"] == {"dockerfile": "Dockerfile", "ignorefile": ".dockerignore"}
     assert data["restart"] == [{"policy": "always", "retries": 3}]
     assert data["vm"] == [{"size": "shared-cpu-2x", "memory": "1gb"}]
-    assert data["metrics"] == [{"port": 8080, "path": "/metrics"}]
+    assert data["metrics"] == [{"port": 9091, "path": "/metrics"}]
     assert data["swap_size_mb"] == 256
     assert data["env"]["LOG_FORMAT"] == "json"
     assert data["env"]["ALLOWED_ORIGINS"].startswith("https://")

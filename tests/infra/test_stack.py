@@ -62,6 +62,7 @@ def test_defaults() -> None:
     assert fly.env == (
         ("WS_PORT", "8081"),
         ("HTTP_PORT", "8080"),
+        ("METRICS_PORT", "9091"),
         ("LOG_FORMAT", "json"),
         ("ALLOWED_ORIGINS", "https://realtime-staging.fly.dev"),
     )
@@ -145,6 +146,7 @@ def test_proxy_proto() -> None:
         ({"websocket": {"port": 443}}, "realtime-fly:websocket.port", 443),
         ({"websocket": {"internalPort": 8080}}, "realtime-fly:websocket.internalPort", 8080),
         ({"env": {"WS_PORT": "1"}}, "realtime-fly:env.WS_PORT", "1"),
+        ({"env": {"METRICS_PORT": "1"}}, "realtime-fly:env.METRICS_PORT", "1"),
         ({"env": {"FLY_REGION": "x"}}, "realtime-fly:env.FLY_REGION", "FLY_REGION"),
         ({"env": {"DEBUG": ["x"]}}, "realtime-fly:env.DEBUG", ["x"]),
         ({"machines": 2}, "realtime-fly:machines", 2),

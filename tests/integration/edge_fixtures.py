@@ -89,6 +89,7 @@ class Edge:
     """The stand-in of the WebSocket service's public port (TLS, then ``mode tcp``)."""
     backend_http_port: int
     backend_ws_port: int
+    backend_metrics_port: int
     ca: Path
     spki: str
     """The edge certificate's SPKI hash for Chromium (trust it without a certificate store)."""
@@ -158,7 +159,7 @@ def running_edge(
     if not Path(haproxy).exists():
         pytest.fail("haproxy not installed: `apt-get install haproxy` (.ci/run does)")
     certificates = ensure_certificates(tls_dir or workdir / "tls", hosts=("localhost", "127.0.0.1"))
-    http_port, ws_port = free_port(), free_port()
+    http_port, ws_port, metrics_port = free_port(), free_port(), free_port()
     public_ports = tuple(p.port for s in fly_services(fly) for p in s.ports)
     # a base whose edge ports are all free (never 10000, the default of make up)
     base = free_port_base(
@@ -172,6 +173,7 @@ def running_edge(
         "HOST": "127.0.0.1",
         "HTTP_PORT": str(http_port),
         "WS_PORT": str(ws_port),
+        "METRICS_PORT": str(metrics_port),
         "DEV_TOKENS": "1",
         "PUBLIC_WS_URL": f"wss://localhost:{wss_port}/",
         "ALLOWED_ORIGINS": f"https://localhost:{https_port}",
@@ -219,6 +221,7 @@ def running_edge(
             wss_port=wss_port,
             backend_http_port=http_port,
             backend_ws_port=ws_port,
+            backend_metrics_port=metrics_port,
             ca=certificates.ca,
             spki=spki_sha256(certificates.edge),
             edge_log=edge_log,

@@ -131,7 +131,7 @@ def test_the_page_is_refused_when_its_origin_is_not_allowed(
         expect(page.get_by_test_id("status")).to_have_text(
             re.compile(r"reconnecting in \d+ s \(1006\)"), timeout=_WAIT_MS
         )
-        metrics = f"http://127.0.0.1:{edge.backend_http_port}/metrics"
+        metrics = f"http://127.0.0.1:{edge.backend_metrics_port}/metrics"
         with urllib.request.urlopen(metrics, timeout=5) as response:
             text = response.read().decode()
         assert re.search(r'realtime_handshakes_refused_total\{reason="origin"\} [1-9]', text)

@@ -191,10 +191,10 @@ async def test_wss_handshake_through_the_edge_negotiates_http11(deployment: Depl
 
 
 def _open_connections(deployment: Deployment) -> tuple[int, ...]:
-    """Each instance's ``realtime_connections`` gauge, read from its own HTTP port."""
+    """Each instance's ``realtime_connections`` gauge, read from its own metrics port."""
     counts: list[int] = []
     for index in (1, 2):
-        port = instance_ports(index, 8080, base=deployment.base)
+        port = instance_ports(index, 9091, base=deployment.base)
         url = f"http://127.0.0.1:{port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
             text = response.read().decode()

@@ -45,6 +45,7 @@ __all__ = [
     "local_instances",
     "local_plan",
     "local_urls",
+    "metrics_port",
     "redis_port",
 ]
 
@@ -69,6 +70,8 @@ def instance_ports(index: int, internal_port: int, *, base: int) -> int:
 
 
 _HIGHEST_PORT: Final = 65535
+_METRICS_PORT: Final = 9091
+"""The backend's own default ``METRICS_PORT``, for a stack without ``[[metrics]]``."""
 
 
 def local_instances(settings: StackSettings) -> tuple[Instance, ...]:
@@ -83,7 +86,11 @@ def local_instances(settings: StackSettings) -> tuple[Instance, ...]:
     if config.http_service is not None:
         internal.append(config.http_service.internal_port)
     highest = max(
-        instance_ports(settings.machines, port, base=settings.local_port_base) for port in internal
+        metrics_port(settings, settings.machines),
+        *(
+            instance_ports(settings.machines, port, base=settings.local_port_base)
+            for port in internal
+        ),
     )
     if highest > _HIGHEST_PORT:
         raise ConfigError(
@@ -127,14 +134,22 @@ def _origin(url: str) -> str:
     return url.rstrip("/")
 
 
+def metrics_port(settings: StackSettings, index: int) -> int:
+    """Where instance ``index`` serves /metrics: the ``[[metrics]]`` port moved like the others
+    (9091 -> 21091 for app-1 with the default base), so instances on one machine do not clash."""
+    internal = settings.fly.metrics[0].port if settings.fly.metrics else _METRICS_PORT
+    return instance_ports(index, internal, base=settings.local_port_base)
+
+
 def _backend_environment(
-    settings: StackSettings, instance: Instance, *, https_url: str, wss_url: str
+    settings: StackSettings, index: int, instance: Instance, *, https_url: str, wss_url: str
 ) -> Mapping[str, str]:
     config = settings.fly
     env = dict(config.env)
     env.update(
         HOST="127.0.0.1",
         WS_PORT=str(instance.ports[config.websocket.internal_port]),
+        METRICS_PORT=str(metrics_port(settings, index)),
         DEV_TOKENS="1",
         PUBLIC_WS_URL=wss_url,
         # The demo page comes through the edge's HTTPS port: that origin may open WebSockets.
@@ -192,7 +207,7 @@ def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) 
                 triggers=(ports_trigger,),
             )
         )
-    for instance in instances:
+    for index, instance in enumerate(instances, start=1):
         health_port = instance.ports[
             settings.fly.http_service.internal_port
             if settings.fly.http_service is not None
@@ -220,7 +235,7 @@ def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) 
                 ),
                 delete=_stop(context, instance.name),
                 environment=_backend_environment(
-                    settings, instance, https_url=https_url, wss_url=wss_url
+                    settings, index, instance, https_url=https_url, wss_url=wss_url
                 ),
                 secret_environment=secret_environment,
                 triggers=(context.backend_digest, config_digest, ports_trigger),
