@@ -25,7 +25,7 @@ from pulumi_command import local
 
 from infra.deploy.local_command import COMMAND_IMPLEMENTATION_VARIABLE, LocalCommand
 from infra.deploy.plan import Plan, PlanContext, Step
-from infra.deploy.targets.fly import secrets_stdin
+from infra.deploy.targets.fly_secrets import secrets_stdin
 from infra.flytoml.render import render_fly_toml
 from infra.stack.settings import StackSettings
 
@@ -62,7 +62,11 @@ class FlyAppArgs:
 def _secret_stdin(
     names: tuple[str, ...], secrets: Mapping[str, pulumi.Output[str]]
 ) -> pulumi.Output[str]:
-    """The ``NAME="value"`` lines for ``fly secrets import``, as a Pulumi secret."""
+    """The ``NAME=VALUE`` lines for ``fly secrets import``, as a Pulumi secret.
+
+    ``infra.deploy.config`` has already refused (at preview) any value these lines cannot carry
+    byte-identical; should one reach here, ``secrets_stdin`` raises naming the secret only.
+    """
     values = {name: secrets[name] for name in names}
     lines: pulumi.Output[str] = pulumi.Output.all(**values).apply(secrets_stdin)
     return cast("pulumi.Output[str]", pulumi.Output.secret(lines))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi.runtime import config as runtime_config
 
+from infra.deploy.targets.fly_secrets import carriage_problem
 from infra.errors import ConfigError
 from infra.stack.settings import CONFIG_KEYS, PROJECT, SECRETS, StackSettings, settings_from_config
 
@@ -52,6 +53,22 @@ def _check_secret_shape(key: str) -> None:
         )
 
 
+def _check_secret_carriage(spec_key: str, env_name: str) -> None:
+    """Refuse, at preview, a secret ``fly secrets import`` would not store byte-identical.
+
+    The rules are flyctl's import parser's (``infra.deploy.targets.fly_secrets``); the message
+    names the config key and the reason, never the value.
+    """
+    plaintext = str(runtime_config.get_config(f"{PROJECT}:{spec_key}") or "")
+    problem = carriage_problem(env_name, plaintext)
+    if problem is not None:
+        raise ConfigError(
+            key=f"{PROJECT}:{spec_key}",
+            value=f"<secret of {len(plaintext)} characters>",
+            reason=f"cannot reach Fly unchanged through `fly secrets import`: {problem}",
+        )
+
+
 def read_stack() -> StackInputs:
     """Read and validate this stack's configuration; raise ConfigError naming the bad key."""
     cfg = pulumi.Config(PROJECT)
@@ -82,4 +99,8 @@ def read_stack() -> StackInputs:
         values[spec.key] = True  # presence only: the value never leaves the Output
         secrets[spec.env_name] = secret
     settings = settings_from_config(values, stack=pulumi.get_stack())
+    if settings.target == "fly":
+        for spec in SECRETS:
+            if spec.env_name in secrets:
+                _check_secret_carriage(spec.key, spec.env_name)
     return StackInputs(settings=settings, secrets=secrets)

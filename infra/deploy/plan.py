@@ -68,7 +68,8 @@ class Step:
     """Non-secret text fed to the command (shown in ``pulumi preview --diff`` as a line diff)."""
 
     stdin_secrets: tuple[str, ...] = ()
-    """Secret names rendered as ``NAME="value"`` lines on stdin (``fly secrets import``)."""
+    """Secret names rendered as ``NAME=VALUE`` lines on stdin (``fly secrets import``), each
+    written so flyctl reads it back byte-identical (``infra.deploy.targets.fly_secrets``)."""
 
     environment: Mapping[str, str] = field(default_factory=dict)
     """Non-secret environment variables."""

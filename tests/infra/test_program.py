@@ -216,3 +216,26 @@ def test_short_signing_key_is_refused_without_showing_it() -> None:
         run_program("staging", config=config, secret_keys=keys)
     assert "too-short-key" not in str(info.value)
     assert "13 characters" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("tokenSigningKey", "k" * 70_000, "64 KiB"),
+        ("tokenSigningKey", "-----BEGIN KEY-----\r\n" + "k" * 40 + "\r\n", "CRLF"),
+        ("redisUrl", 'redis://u:p"w#x@h:6379\nsecond line', "odd number"),
+    ],
+)
+def test_secret_fly_would_change_is_refused_at_preview_by_key(
+    key: str, value: str, reason: str
+) -> None:
+    """A secret `fly secrets import` cannot store byte-identical fails the preview by its key."""
+    secrets = stack_secrets("production")
+    secrets[key] = value
+    config = stack_config("production", secrets=secrets)
+    keys = [f"{PROJECT}:{name}" for name in secrets]
+    with pytest.raises(ConfigError, match=f"realtime-fly:{key}") as info:
+        run_program("production", config=config, secret_keys=keys)
+    assert reason in str(info.value)
+    assert value not in str(info.value)
+    assert "k" * 40 not in str(info.value)

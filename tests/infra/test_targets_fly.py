@@ -17,6 +17,7 @@ from infra.deploy.targets.fly import (
     secrets_stdin,
     smoke_argv,
 )
+from infra.deploy.targets.fly_secrets import UncarriableSecretError
 from infra.stack.settings import StackSettings, settings_from_config
 
 CONTEXT = PlanContext(
@@ -89,20 +90,22 @@ def test_scale_and_smoke_argv() -> None:
     [
         ("plain", 'K="plain"'),
         ("has # hash", 'K="has # hash"'),
-        ('quote " and \\ slash', 'K="quote \\" and \\\\ slash"'),
+        ('quote " and \\ slash', 'K="quote " and \\ slash"'),
+        ('odd " before # hash', "K='odd \" before # hash'"),
         ("two\nlines", 'K="""two\nlines"""'),
     ],
 )
-def test_secrets_stdin_quotes_values_so_nothing_is_cut(value: str, line: str) -> None:
-    """An unquoted # would cut a value short in `fly secrets import`; quoting keeps it whole."""
+def test_secrets_stdin_writes_values_as_they_are(value: str, line: str) -> None:
+    """flyctl un-escapes nothing, so values go as is; the quotes keep a # from cutting them."""
     assert secrets_stdin({"K": value}) == line + "\n"
 
 
-def test_secrets_stdin_is_sorted_and_refuses_triple_quotes() -> None:
-    """Lines are in a stable order; a value that cannot be quoted is refused by name."""
+def test_secrets_stdin_is_sorted_and_refuses_what_flyctl_would_change() -> None:
+    """Lines are in a stable order; a value flyctl would change is refused by name only."""
     assert secrets_stdin({"B": "2", "A": "1"}) == 'A="1"\nB="2"\n'
-    with pytest.raises(ValueError, match="secret K"):
-        secrets_stdin({"K": 'a\n"""b'})
+    with pytest.raises(UncarriableSecretError, match="secret K") as info:
+        secrets_stdin({"K": 'a"""\nb'})
+    assert 'a"""' not in str(info.value)
 
 
 def test_public_urls_use_the_websocket_public_port() -> None:

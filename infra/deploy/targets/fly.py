@@ -20,6 +20,7 @@ FLY_API_TOKEN is never an input: flyctl reads it from the environment ``pulumi u
 from __future__ import annotations
 
 from infra.deploy.plan import Plan, PlanContext, Step, materialise_step, text_digest
+from infra.deploy.targets.fly_secrets import secrets_stdin
 from infra.stack.settings import SECRETS, StackSettings
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "ips_v6_argv",
     "scale_count_argv",
     "secrets_import_argv",
+    "secrets_stdin",
     "smoke_argv",
 ]
 
@@ -50,7 +52,11 @@ def ips_v4_shared_argv(flyctl: str, *, app: str) -> list[str]:
 
 
 def secrets_import_argv(flyctl: str, *, app: str, stage: bool) -> list[str]:
-    """``fly secrets import`` reading ``NAME="value"`` lines from stdin (never argv)."""
+    """``fly secrets import`` reading ``NAME=VALUE`` lines from stdin (never argv).
+
+    The stdin is :func:`infra.deploy.targets.fly_secrets.secrets_stdin`: every value is written
+    so flyctl's import parser reads it back byte-identical, or refused naming the secret.
+    """
     argv = [flyctl, "secrets", "import", "--app", app]
     if stage:
         argv.append("--stage")
@@ -93,25 +99,6 @@ def scale_count_argv(flyctl: str, *, app: str, count: int) -> list[str]:
 def smoke_argv(python: str, *, wss_url: str, https_url: str) -> list[str]:
     """The post-deploy smoke check (``infra.deploy.smoke``): a real WSS upgrade must return 101."""
     return [python, "-m", "infra.deploy.smoke", "--wss-url", wss_url, "--https-url", https_url]
-
-
-def secrets_stdin(values: dict[str, str]) -> str:
-    """``NAME="value"`` lines for ``fly secrets import``.
-
-    Values are double-quoted with backslash escapes so a ``#`` or a space is kept (an unquoted
-    ``#`` would cut the value short, see FLY.md); a value with a newline uses triple quotes.
-    """
-    lines = []
-    for name in sorted(values):
-        value = values[name]
-        if "\n" in value:
-            if '"""' in value:
-                raise ValueError(f"secret {name} contains a triple quote")
-            lines.append(f'{name}="""{value}"""')
-        else:
-            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-            lines.append(f'{name}="{escaped}"')
-    return "\n".join(lines) + "\n"
 
 
 def public_urls(settings: StackSettings) -> tuple[str, str]:
