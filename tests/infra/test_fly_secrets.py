@@ -1,9 +1,10 @@
 """Tests for infra.deploy.targets.fly_secrets: what `fly secrets import` stores is what we meant.
 
-The oracle is ``flyctl_parse`` below: a reading of flyctl v0.4.87's import parser written for this
-test from ../shared/FLY.md and internal/command/secrets/parser.go (and Go's ``bufio.ScanLines``),
-on bytes like Go; it shares no code with the renderer. (flyctl's own parser is not vendored here:
-the project commits no fetched code.)
+The oracle is ``flyctl_parse`` (tests/infra/fake_flyctl.py, the fake flyctl's own ``secrets
+import``): a reading of flyctl v0.4.87's import parser written for the tests from
+../shared/FLY.md and internal/command/secrets/parser.go (and Go's ``bufio.ScanLines``), on bytes
+like Go; it shares no code with the renderer. (flyctl's own parser is not vendored here: the
+project commits no fetched code.)
 
 Every value must come back byte-identical, or be refused with an error naming the secret and
 never showing the value.
@@ -12,7 +13,6 @@ never showing the value.
 from __future__ import annotations
 
 import string
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -25,66 +25,7 @@ from infra.deploy.targets.fly_secrets import (
     secret_lines,
     secrets_stdin,
 )
-
-_GO_TOKEN_LIMIT = 64 * 1024  # bufio.MaxScanTokenSize: the scanner's whole buffer, newline included
-
-
-class FlyctlParseError(Exception):
-    """flyctl would refuse the whole stdin (a line without ``=``), or panic (a lone ``"``)."""
-
-
-def _scan_lines(data: bytes) -> Iterator[bytes]:
-    """Go's bufio.Scanner with ScanLines: split at \\n, drop one \\r before it, and stop SILENTLY
-    at a line that does not fit the 64 KiB buffer with its newline (parser.go ignores Err())."""
-    start = 0
-    while start < len(data):
-        newline = data.find(b"\n", start)
-        end = len(data) if newline < 0 else newline
-        if end - start >= _GO_TOKEN_LIMIT:
-            return
-        line = data[start:end]
-        yield line.removesuffix(b"\r")
-        if newline < 0:
-            return
-        start = newline + 1
-
-
-def flyctl_parse(stdin: bytes) -> dict[bytes, bytes]:
-    """What `fly secrets import` stores for ``stdin`` (parser.go:15-78), as bytes."""
-    secrets: dict[bytes, bytes] = {}
-    open_key: bytes | None = None
-    collected = b""
-    for line in _scan_lines(stdin):
-        if open_key is not None:  # inside a """ block: lines are taken as they are
-            if line.endswith(b'"""'):
-                secrets[open_key] = collected + line[:-3]
-                open_key, collected = None, b""
-            else:
-                collected += line + b"\n"
-            continue
-        if line.startswith(b"#") or not line.strip():
-            continue
-        if b"=" not in line:
-            raise FlyctlParseError("Secrets must be provided as NAME=VALUE pairs")
-        key, _, value = line.partition(b"=")
-        key = key.strip()
-        value = value.lstrip(b" ")
-        before_hash, hash_found, _ = value.partition(b"#")
-        if hash_found and before_hash.count(b'"') % 2 == 0:
-            value = before_hash.rstrip(b" ")
-        if value.startswith(b'"""') and value.endswith(b'"""') and len(value) >= 6:
-            secrets[key] = value[3:-3]
-        elif value.startswith(b'"""'):
-            open_key, collected = key, value[3:] + b"\n"
-        else:
-            for quote in (b'"', b"'"):
-                if value.startswith(quote) and value.endswith(quote):
-                    if len(value) == 1:
-                        raise FlyctlParseError("slice bounds out of range (Go panics)")
-                    value = value[1:-1]
-                    break
-            secrets[key] = value
-    return secrets
+from tests.infra.fake_flyctl import FlyctlParseError, flyctl_parse
 
 
 def _round_trips(values: dict[str, str]) -> bool:

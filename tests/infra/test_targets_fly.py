@@ -7,8 +7,12 @@ import pytest
 from infra.deploy.plan import PlanContext
 from infra.deploy.targets.fly import (
     apps_create_argv,
+    apps_list_argv,
     deploy_argv,
+    ensure_app_argv,
+    ensure_ip_argv,
     fly_plan,
+    ips_list_argv,
     ips_v4_shared_argv,
     ips_v6_argv,
     public_urls,
@@ -50,6 +54,30 @@ def test_ip_allocation_is_explicit_and_shared_v4() -> None:
     assert ips_v4_shared_argv("fly", app="a") == [
         "fly", "ips", "allocate-v4", "--shared", "--app", "a",
     ]  # fmt: skip
+
+
+def test_listings_ask_flyctl_for_json() -> None:
+    """The checks read `apps list --json` (all orgs) and `ips list --app A --json`."""
+    assert apps_list_argv("fly") == ["fly", "apps", "list", "--json"]
+    assert ips_list_argv("fly", app="a") == ["fly", "ips", "list", "--app", "a", "--json"]
+
+
+def test_create_steps_check_first_through_fly_ensure() -> None:
+    """app, ips-v6 and ips-v4 run fly_ensure (adopt or create), never a bare create."""
+    plan = fly_plan(_settings(), fly_toml="app = 'x'\n", context=CONTEXT)
+    steps = {step.name: step for step in plan.steps}
+    assert steps["app"].create == tuple(
+        ensure_app_argv(".venv/bin/python", "flyctl", app="chat-prod", org="acme")
+    )
+    assert steps["app"].create[:4] == (
+        ".venv/bin/python", "-m", "infra.deploy.targets.fly_ensure", "app",
+    )  # fmt: skip
+    assert steps["app"].retain_on_delete
+    assert steps["ips-v6"].create[-2:] == ("--kind", "v6")
+    assert steps["ips-v4"].create[-2:] == ("--kind", "shared-v4")
+    assert steps["ips-v4"].create == tuple(
+        ensure_ip_argv(".venv/bin/python", "flyctl", app="chat-prod", kind="shared-v4")
+    )
 
 
 def test_secrets_import_stages_only_when_asked() -> None:

@@ -5,9 +5,12 @@ unit tested here and checked against the real flyctl binary's flag parser in the
 tests. The plan follows the pipeline in ../shared/FLY.md:
 
 1. ``fly-toml``: write the rendered fly.toml and the backend tree into ``build/<stack>/app``;
-2. ``app``: ``fly apps create`` (``--org`` is required when not interactive); retained on delete;
-3. ``ips-v6`` / ``ips-v4``: allocate public IPs BEFORE the first deploy, because a deploy without a
-   terminal allocates none for a raw TLS service;
+2. ``app``: adopt the app if ``fly apps list --json`` shows it in the org, else
+   ``fly apps create`` (``--org`` is required when not interactive); retained on delete;
+3. ``ips-v6`` / ``ips-v4``: adopt the addresses ``fly ips list --json`` shows, else allocate them,
+   BEFORE the first deploy, because a deploy without a terminal allocates none for a raw TLS
+   service. Steps 2 and 3 run ``infra.deploy.targets.fly_ensure`` so that a second ``pulumi up``
+   after a lost state (or ``destroy``, which retains the app) creates no second app or address;
 4. ``secrets``: ``fly secrets import --stage`` from stdin on create (no machine exists yet), and
    without ``--stage`` on update so a changed secret rolls the machines;
 5. ``deploy``: ``fly deploy --remote-only`` triggered by the digests of fly.toml and the backend;
@@ -25,8 +28,12 @@ from infra.stack.settings import SECRETS, StackSettings
 
 __all__ = [
     "apps_create_argv",
+    "apps_list_argv",
     "deploy_argv",
+    "ensure_app_argv",
+    "ensure_ip_argv",
     "fly_plan",
+    "ips_list_argv",
     "ips_v4_shared_argv",
     "ips_v6_argv",
     "scale_count_argv",
@@ -39,6 +46,32 @@ __all__ = [
 def apps_create_argv(flyctl: str, *, app: str, org: str) -> list[str]:
     """``fly apps create``: the org is mandatory without a terminal."""
     return [flyctl, "apps", "create", app, "--org", org]
+
+
+def apps_list_argv(flyctl: str) -> list[str]:
+    """Every app the token can see, in all its orgs, as JSON (``Name``, ``Organization.Slug``)."""
+    return [flyctl, "apps", "list", "--json"]
+
+
+def ips_list_argv(flyctl: str, *, app: str) -> list[str]:
+    """The app's IP addresses as JSON (``Type``: ``v6``, ``shared_v4``, ``v4``, ...)."""
+    return [flyctl, "ips", "list", "--app", app, "--json"]
+
+
+def ensure_app_argv(python: str, flyctl: str, *, app: str, org: str) -> list[str]:
+    """Adopt the app when it exists in ``org``, else create it (``fly_ensure``)."""
+    return [
+        python, "-m", "infra.deploy.targets.fly_ensure", "app",
+        "--flyctl", flyctl, "--app", app, "--org", org,
+    ]  # fmt: skip
+
+
+def ensure_ip_argv(python: str, flyctl: str, *, app: str, kind: str) -> list[str]:
+    """Adopt the app's public ``v6`` / ``shared-v4`` address when it has one, else allocate it."""
+    return [
+        python, "-m", "infra.deploy.targets.fly_ensure", "ip",
+        "--flyctl", flyctl, "--app", app, "--kind", kind,
+    ]  # fmt: skip
 
 
 def ips_v6_argv(flyctl: str, *, app: str) -> list[str]:
@@ -113,6 +146,7 @@ def fly_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) ->
     if settings.org is None:
         raise ValueError("the fly target needs an org")  # settings_from_config already refuses
     flyctl = settings.flyctl
+    python = context.python
     app = settings.fly.app
     https_url, wss_url = public_urls(settings)
     secret_names = tuple(spec.env_name for spec in SECRETS if spec.key in settings.secrets_set)
@@ -123,13 +157,17 @@ def fly_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) ->
         materialise_step(context, fly_toml, ship_backend=True),
         Step(
             name="app",
-            create=tuple(apps_create_argv(flyctl, app=app, org=settings.org)),
+            create=tuple(ensure_app_argv(python, flyctl, app=app, org=settings.org)),
             retain_on_delete=True,
         ),
-        Step(name="ips-v6", create=tuple(ips_v6_argv(flyctl, app=app)), depends_on=("app",)),
+        Step(
+            name="ips-v6",
+            create=tuple(ensure_ip_argv(python, flyctl, app=app, kind="v6")),
+            depends_on=("app",),
+        ),
         Step(
             name="ips-v4",
-            create=tuple(ips_v4_shared_argv(flyctl, app=app)),
+            create=tuple(ensure_ip_argv(python, flyctl, app=app, kind="shared-v4")),
             depends_on=("app",),
         ),
         Step(
