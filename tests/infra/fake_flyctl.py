@@ -8,7 +8,7 @@ Behaviour taken from flyctl's and fly-go's source (the report lists it):
 
 - errors print ``Error: <message>`` on stderr and exit 1 (internal/cli/cli.go:171, :128);
 - without ``FLY_API_TOKEN``/``FLY_ACCESS_TOKEN`` every command fails with fly-go's
-  ``ErrNoAuthToken`` (api.go:11; internal/command/command.go:573-574, 678 when not interactive);
+  ``ErrNoAuthToken`` (api.go:11; internal/command/command.go:573-574, 679 when not interactive);
 - ``apps list --json``: a JSON array of fly-go ``App`` objects with Go field names, indented by
   4 spaces (internal/command/apps/list.go:68-69, internal/render/render.go:16-21, fly-go
   types.go:241), every app the token sees in all its orgs (``--org`` narrows it);
