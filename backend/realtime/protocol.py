@@ -42,6 +42,7 @@ class CloseCode(enum.IntEnum):
 
     NORMAL_CLOSURE = 1000
     GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002  # a frame breaking RFC 6455, e.g. unmasked (sent by websockets)
     UNSUPPORTED_DATA = 1003  # a binary frame
     INVALID_DATA = 1007  # invalid UTF-8 in a text frame (sent by websockets)
     MESSAGE_TOO_BIG = 1009  # a frame above 64 KiB (sent by websockets)

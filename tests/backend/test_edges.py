@@ -293,6 +293,36 @@ async def test_missed_pong_closes_1011_keepalive_ping_timeout(app: App) -> None:
     assert _metric(app, 'realtime_closes_total{code="1011"} 1.0')
 
 
+async def test_unmasked_frame_closes_1002(app: App) -> None:
+    """A client frame without a mask breaks RFC 6455: 1002, counted in the close metric."""
+    protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{app.ws.port}/"))
+    reader, writer = await asyncio.open_connection("127.0.0.1", app.ws.port)
+    try:
+        protocol.send_request(protocol.connect())
+        writer.write(b"".join(protocol.data_to_send()))
+        protocol.receive_data(await reader.read(4096))
+        writer.write(b"\x81\x02hi")  # FIN + text, length 2, mask bit not set
+        async with asyncio.timeout(5):
+            while protocol.close_rcvd is None:
+                data = await reader.read(65536)
+                assert data, "EOF before a close frame"
+                protocol.receive_data(data)
+                protocol.events_received()
+    finally:
+        writer.close()
+    assert protocol.close_rcvd.code == 1002
+    await asyncio.sleep(0.1)
+    assert _metric(app, 'realtime_closes_total{code="1002"} 1.0')
+
+
+async def test_embedded_stop_closes_1001(app: App, client: ClientFactory) -> None:
+    """Stopping the server without a drain (embedded use) closes with 1001."""
+    alice = await client("alice")
+    stopping = asyncio.create_task(app.ws.stop())
+    assert (await alice.closed_with())[0] == 1001
+    await stopping
+
+
 # 4. token expiry on open connections
 
 

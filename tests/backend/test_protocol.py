@@ -238,7 +238,7 @@ def test_application_close_codes_are_in_the_private_range() -> None:
     own = [c for c in CloseCode if c >= 4000]
     assert own
     assert all(4000 <= c <= 4999 for c in own)
-    assert {c for c in CloseCode if c < 4000} <= {1000, 1001, 1003, 1007, 1009, 1011, 1012}
+    assert {c for c in CloseCode if c < 4000} <= {1000, 1001, 1002, 1003, 1007, 1009, 1011, 1012}
 
 
 def test_server_frames_are_compact_json() -> None:
