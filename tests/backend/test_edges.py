@@ -18,6 +18,7 @@ from realtime.auth import TokenVerifier
 from realtime.broker import BrokerError, MemoryBroker
 from realtime.ids import RoomName
 from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidStatus
 from websockets.frames import Close
 from websockets.uri import parse_uri
 
@@ -321,6 +322,33 @@ async def test_embedded_stop_closes_1001(app: App, client: ClientFactory) -> Non
     stopping = asyncio.create_task(app.ws.stop())
     assert (await alice.closed_with())[0] == 1001
     await stopping
+
+
+async def test_client_close_is_answered_1000(client: ClientFactory) -> None:
+    """A client's normal close is answered with 1000 (the table's first row)."""
+    alice = await client("alice")
+    await alice.ws.close()
+    assert alice.ws.close_code == 1000
+
+
+async def test_plain_http_on_the_websocket_port_is_426(app: App) -> None:
+    """A request that is not a WebSocket upgrade gets HTTP 426 (the status table)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", app.ws.port)
+    try:
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with asyncio.timeout(5):
+            status = await reader.readline()
+    finally:
+        writer.close()
+    assert status.split()[1] == b"426"
+
+
+async def test_handshake_while_draining_is_503(app: App) -> None:
+    """A handshake during a drain is refused with HTTP 503 (the status table)."""
+    app.ws.draining = True
+    with pytest.raises(InvalidStatus) as refused:
+        await raw_connect(app)
+    assert refused.value.response.status_code == 503
 
 
 # 4. token expiry on open connections
