@@ -91,7 +91,7 @@ def utf16_units(text: str) -> int:
     """Length in UTF-16 code units, as JavaScript's ``String.length`` counts it."""
     if text.isascii():
         return len(text)
-    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 class RealtimeError(Exception):
