@@ -184,9 +184,13 @@ def test_rate_limit_close_ends_the_connection_at_once(start: Any) -> None:
     assert after < 0.5
 
 
-def test_slow_consumer_is_reset_within_the_bound_dropping_the_kernel_queue(start: Any) -> None:
+@pytest.mark.parametrize("read_at_once", [False, True], ids=["never-reads", "reads-at-once"])
+def test_slow_consumer_is_reset_within_the_bound_dropping_the_kernel_queue(
+    start: Any, read_at_once: bool
+) -> None:
     """A client that stops reading is closed with 4009 and, not reading it, reset within
-    ABORT_AFTER_SECONDS (1 s): the server's socket and its queued bytes are gone."""
+    ABORT_AFTER_SECONDS (1 s): the server's socket and its queued bytes are gone. A client
+    that reads its backlog at once gets the 4009 frame, then EOF."""
     server = start(
         SEND_BUFFER_BYTES="65536", RATE_LIMIT_PER_SECOND="100000", RATE_LIMIT_BURST="100000"
     )
@@ -212,6 +216,14 @@ def test_slow_consumer_is_reset_within_the_bound_dropping_the_kernel_queue(start
             pytest.fail("the slow consumer was never closed")
 
     closed = asyncio.run(flood())
+    if read_at_once:
+        close, _, ended = slow.read_to_end()
+        took = time.monotonic() - closed
+        print(f"\n4009, client reading at once: {ended} {took * 1000:.0f} ms after the close")
+        assert close is not None
+        assert (close.code, ended) == (4009, "eof")
+        assert took < 1.5
+        return
     while _server_sockets(server.ws_port, slow.local_port):
         assert time.monotonic() - closed < 3, _server_sockets(server.ws_port, slow.local_port)
         time.sleep(0.02)
