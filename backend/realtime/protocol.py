@@ -29,8 +29,9 @@ punctuation."""
 CLIENT_ID_PATTERN = re.compile(r"[\x21-\x7e]{1,64}")
 """Client message ids: 1-64 printable ASCII characters, no space."""
 
-MAX_BODY_CHARS = 4000
-"""Longest ``message`` body, in characters."""
+MAX_BODY_UNITS = 4000
+"""Longest ``message`` body, in UTF-16 code units (what JavaScript's ``String.length``
+counts: an emoji outside the BMP counts 2)."""
 
 MAX_TOKEN_CHARS = 4096
 """Longest token accepted in ``hello``."""
@@ -41,6 +42,7 @@ class CloseCode(enum.IntEnum):
 
     NORMAL_CLOSURE = 1000
     GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002  # a frame breaking RFC 6455, e.g. unmasked (sent by websockets)
     UNSUPPORTED_DATA = 1003  # a binary frame
     INVALID_DATA = 1007  # invalid UTF-8 in a text frame (sent by websockets)
     MESSAGE_TOO_BIG = 1009  # a frame above 64 KiB (sent by websockets)
@@ -66,6 +68,30 @@ class ErrorCode(enum.StrEnum):
     NOT_JOINED = "not_joined"  # message/typing/leave for a room the connection is not in
     TOO_MANY_ROOMS = "too_many_rooms"  # join above MAX_ROOMS_PER_CONNECTION
     UNAVAILABLE = "unavailable"  # the broker cannot serve the request right now
+
+
+UNENCODABLE = "a lone UTF-16 surrogate cannot be encoded"
+"""Detail of the ``invalid_field`` error for text that has no UTF-8 form."""
+
+
+def encodable(text: str) -> bool:
+    """Whether ``text`` has a UTF-8 form: JSON's ``\\ud800`` escape decodes to a lone
+    surrogate, which Python keeps in a ``str`` but cannot encode (nor can it be stored,
+    published or sent)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def utf16_units(text: str) -> int:
+    """Length in UTF-16 code units, as JavaScript's ``String.length`` counts it."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 class RealtimeError(Exception):
@@ -114,6 +140,11 @@ class Hello:
 
 
 @dataclass(frozen=True, slots=True)
+class Refresh:
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
 class Since:
     offset: int
     epoch: Epoch
@@ -148,9 +179,17 @@ class Ping:
     id: str | None
 
 
-ClientFrame = Hello | Join | Leave | Message | Typing | Ping
+ClientFrame = Hello | Join | Leave | Message | Typing | Ping | Refresh
 
-CLIENT_TYPES: tuple[str, ...] = ("hello", "join", "leave", "message", "typing", "ping")
+CLIENT_TYPES: tuple[str, ...] = (
+    "hello",
+    "join",
+    "leave",
+    "message",
+    "typing",
+    "ping",
+    "refresh",
+)
 SERVER_TYPES: tuple[str, ...] = (
     "welcome",
     "joined",
@@ -160,6 +199,7 @@ SERVER_TYPES: tuple[str, ...] = (
     "typing",
     "presence",
     "pong",
+    "refreshed",
     "error",
 )
 
@@ -183,6 +223,10 @@ def _string(obj: dict[str, Any], field: str, ref: str | None) -> str:
     value = _require(obj, field, ref)
     if not isinstance(value, str):
         raise _invalid(field, value, "expected a string", ref)
+    if not encodable(value):
+        raise FrameError(
+            ErrorCode.INVALID_FIELD, f"invalid {field}: {UNENCODABLE}", field=field, ref=ref
+        )
     return value
 
 
@@ -202,22 +246,32 @@ def _room(obj: dict[str, Any], ref: str | None) -> RoomName:
     return RoomName(room)
 
 
+def _token(obj: dict[str, Any], ref: str | None) -> str:
+    """A token field: a compact JWS is 1-4096 ASCII characters. Never echoed."""
+    if "token" not in obj:
+        raise FrameError(ErrorCode.MISSING_FIELD, "missing field token", field="token", ref=ref)
+    token = obj["token"]
+    if not isinstance(token, str) or not token.isascii() or not 1 <= len(token) <= MAX_TOKEN_CHARS:
+        raise FrameError(
+            ErrorCode.INVALID_FIELD,
+            f"invalid token: expected 1-{MAX_TOKEN_CHARS} ASCII characters",
+            field="token",
+            ref=ref,
+        )
+    return token
+
+
 def _hello(obj: dict[str, Any], ref: str | None) -> Hello:
     raw = _require(obj, "v", ref)
     items = raw if isinstance(raw, list) else [raw]
     if not items or len(items) > 16:
         raise _invalid("v", raw, "expected a version or a list of 1-16 versions", ref)
     versions = tuple(_int(item, "v", ref) for item in items)
-    token = _string(obj, "token", ref)
-    if not token or len(token) > MAX_TOKEN_CHARS:
-        # never echo a token
-        raise FrameError(
-            ErrorCode.INVALID_FIELD,
-            f"invalid token: length must be 1-{MAX_TOKEN_CHARS}",
-            field="token",
-            ref=ref,
-        )
-    return Hello(versions, token)
+    return Hello(versions, _token(obj, ref))
+
+
+def _refresh(obj: dict[str, Any], ref: str | None) -> Refresh:
+    return Refresh(_token(obj, ref))
 
 
 def _join(obj: dict[str, Any], ref: str | None) -> Join:
@@ -227,9 +281,17 @@ def _join(obj: dict[str, Any], ref: str | None) -> Join:
         return Join(room, None)
     if not isinstance(raw, dict):
         raise _invalid("since", raw, "expected an object with offset and epoch", ref)
-    offset = _int(_require(raw, "offset", ref), "since.offset", ref)
-    epoch = raw.get("epoch", "")
-    if not isinstance(epoch, str) or len(epoch) > 64:
+    if "offset" not in raw:
+        raise FrameError(
+            ErrorCode.MISSING_FIELD, "missing field since.offset", field="since.offset", ref=ref
+        )
+    offset = _int(raw["offset"], "since.offset", ref)
+    if "epoch" not in raw:
+        raise FrameError(
+            ErrorCode.MISSING_FIELD, "missing field since.epoch", field="since.epoch", ref=ref
+        )
+    epoch = raw["epoch"]
+    if not isinstance(epoch, str) or len(epoch) > 64 or not encodable(epoch):
         raise _invalid("since.epoch", epoch, "expected a string of at most 64 characters", ref)
     return Join(room, Since(offset, Epoch(epoch)))
 
@@ -240,9 +302,13 @@ def _message(obj: dict[str, Any], ref: str | None) -> Message:
     if not CLIENT_ID_PATTERN.fullmatch(client_id):
         raise _invalid("id", client_id, "1-64 printable ASCII characters", ref)
     body = _string(obj, "body", ref)
-    if not body or len(body) > MAX_BODY_CHARS:
+    units = utf16_units(body)
+    if not 1 <= units <= MAX_BODY_UNITS:
         raise _invalid(
-            "body", f"<{len(body)} characters>", f"length must be 1-{MAX_BODY_CHARS}", ref
+            "body",
+            f"<{units} UTF-16 code units>",
+            f"length must be 1-{MAX_BODY_UNITS} UTF-16 code units",
+            ref,
         )
     return Message(room, ClientMessageId(client_id), body)
 
@@ -256,6 +322,9 @@ def _typing(obj: dict[str, Any], ref: str | None) -> Typing:
 
 
 def _ping(obj: dict[str, Any], ref: str | None) -> Ping:
+    raw = obj.get("id")
+    if isinstance(raw, str) and not encodable(raw):
+        raise FrameError(ErrorCode.INVALID_FIELD, f"invalid id: {UNENCODABLE}", field="id")
     return Ping(ref)
 
 
@@ -270,6 +339,7 @@ _PARSERS: dict[str, Callable[[dict[str, Any], str | None], ClientFrame]] = {
     "message": _message,
     "typing": _typing,
     "ping": _ping,
+    "refresh": _refresh,
 }
 
 
@@ -279,6 +349,12 @@ def parse(text: str) -> ClientFrame:
     Unknown fields are ignored (forward compatibility). A string ``id`` field, when present,
     is echoed as ``ref`` in the error frame so the client can match it.
     """
+    return parse_with_ref(text)[0]
+
+
+def parse_with_ref(text: str) -> tuple[ClientFrame, str | None]:
+    """:func:`parse`, also returning the frame's ``ref`` (its string ``id`` of at most 64
+    encodable characters, else None) for errors raised later while handling the frame."""
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError):
@@ -286,7 +362,9 @@ def parse(text: str) -> ClientFrame:
     if not isinstance(obj, dict):
         raise FrameError(ErrorCode.BAD_FRAME, "frame must be a JSON object")
     raw_ref = obj.get("id")
-    ref = raw_ref if isinstance(raw_ref, str) and len(raw_ref) <= 64 else None
+    ref = (
+        raw_ref if isinstance(raw_ref, str) and len(raw_ref) <= 64 and encodable(raw_ref) else None
+    )
     kind = obj.get("type")
     if not isinstance(kind, str):
         raise FrameError(
@@ -296,7 +374,7 @@ def parse(text: str) -> ClientFrame:
     if parser is None:
         shown = kind if len(kind) <= 40 else kind[:37] + "..."
         raise FrameError(ErrorCode.UNKNOWN_TYPE, f"unknown type {shown!r}", field="type", ref=ref)
-    return parser(obj, ref)
+    return parser(obj, ref), ref
 
 
 def negotiate(offered: tuple[int, ...]) -> int:
@@ -425,6 +503,10 @@ def is_presence(frame: str) -> bool:
 
 def encode_pong(ref: str | None) -> str:
     return _dumps({"type": "pong", "id": ref} if ref is not None else {"type": "pong"})
+
+
+def encode_refreshed(expires: int) -> str:
+    return _dumps({"type": "refreshed", "exp": expires})
 
 
 def encode_error(exc: FrameError) -> str:

@@ -19,10 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import math
 import random
 import secrets
+import socket
+import struct
+import termios
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,7 +37,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from realtime.auth import TokenVerifier
+from realtime.auth import INVALID_TOKEN, TOKEN_EXPIRED, Grant, TokenVerifier
 from realtime.broker import Broker, BrokerError, create_broker
 from realtime.ids import ConnId, RoomName, User
 from realtime.metrics import Metrics
@@ -47,6 +52,7 @@ from realtime.protocol import (
     Leave,
     Message,
     Ping,
+    Refresh,
     Typing,
     close_for,
     encode_ack,
@@ -55,11 +61,13 @@ from realtime.protocol import (
     encode_left,
     encode_pong,
     encode_presence,
+    encode_refreshed,
     encode_typing,
     encode_welcome,
     is_presence,
     negotiate,
     parse,
+    parse_with_ref,
 )
 from realtime.rooms import TokenBucket, TypingTracker
 from realtime.settings import Settings
@@ -67,11 +75,18 @@ from realtime.settings import Settings
 logger = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024
-SLOW_CLOSE_GRACE = 10.0
-"""Seconds a slow consumer gets to read its backlog and the 4009 close before an abort."""
+ABORT_AFTER_SECONDS = 1.0
+"""After a 4008 or 4009 close frame is queued, the connection is closed (FIN) as soon as
+the frame has left this host (the socket's send queue is empty), and reset (RST, which
+drops whatever is still queued in the kernel) when that has not happened within this many
+seconds. docs/PROTOCOL.md documents the bound."""
 PRESENCE_BATCH_SECONDS = 0.1
-_UNAVAILABLE = "the broker is not ready, retry later"
 """Presence diffs of a room are written to its members at most this often."""
+_UNAVAILABLE = "the broker is not ready, retry later"
+_CLOSED_BY_WEBSOCKETS = frozenset({1002, 1007, 1009, 1011})
+"""Close codes websockets sends by itself (protocol error, invalid UTF-8, frame too big,
+keepalive timeout): counted in ``realtime_closes_total`` when the server sent them first."""
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 _OPEN = State.OPEN
 
@@ -79,7 +94,7 @@ _OPEN = State.OPEN
 class Session:
     """Per-connection state, kept small: one per authenticated connection."""
 
-    __slots__ = ("bucket", "conn", "rooms", "user", "ws")
+    __slots__ = ("bucket", "conn", "expiry", "rooms", "user", "ws")
 
     def __init__(self, ws: ServerConnection, conn: ConnId, user: User, bucket: TokenBucket) -> None:
         self.ws = ws
@@ -87,6 +102,7 @@ class Session:
         self.user = user
         self.bucket = bucket
         self.rooms: set[RoomName] = set()
+        self.expiry: asyncio.TimerHandle | None = None
 
     def log(self, room: RoomName | None = None, **more: Any) -> dict[str, Any]:
         return {"conn": self.conn, "user": self.user.id, "room": room, **more}
@@ -120,6 +136,7 @@ class RealtimeServer:
         self._typing = TypingTracker(ttl=settings.typing_ttl, throttle=settings.typing_throttle)
         self._server: Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._allowed_origins = frozenset(settings.allowed_origins)
         metrics.watch(rooms=lambda: len(self._rooms), send_queue=self._send_queue_bytes)
 
@@ -149,8 +166,12 @@ class RealtimeServer:
 
     async def drain(self, seconds: float) -> None:
         """Refuse new handshakes, close open connections with 1012 in jittered batches
-        spread over the first half of ``seconds``, wait for handlers (presence leaves are
-        published as each one ends), then stop the broker."""
+        spread over the first half of ``seconds``, wait for their closing handshakes and
+        handlers (presence leaves are published as each one ends), reset what is left,
+        then stop the broker. Returns within ``seconds`` minus a reserve for the broker and
+        the HTTP service (:func:`drain_budget`); at once when nothing is connected."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_budget(seconds)
         self.draining = True
         server = self._server
         if server is None:
@@ -169,18 +190,24 @@ class RealtimeServer:
                         self._close(ws, CloseCode.SERVICE_RESTART, "server restarting")
                     )
                 )
-            await asyncio.sleep(random.uniform(0.5, 1.0) * interval)  # noqa: S311 jitter
+            if start + size < len(connections):
+                await asyncio.sleep(random.uniform(0.5, 1.0) * interval)  # noqa: S311 jitter
         if closing:
-            await asyncio.wait(closing, timeout=max(seconds / 2, 0.1))
+            await asyncio.wait(closing, timeout=max(deadline - loop.time(), 0.0))
         # connections still open (peers that never answered the close, handshakes that were
-        # under way): websockets closes them with 1012; abort what remains after a grace
+        # under way): websockets closes them with 1012; reset what remains at the deadline
         server.close(code=CloseCode.SERVICE_RESTART, reason="server restarting")
         try:
-            await asyncio.wait_for(server.wait_closed(), timeout=max(seconds / 4, 1.0))
+            async with asyncio.timeout_at(deadline):
+                await server.wait_closed()
         except TimeoutError:
-            for session in list(self._sessions):
-                session.ws.transport.abort()
-            await server.wait_closed()
+            for ws in list(server.all_connections):
+                _reset(ws)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await server.wait_closed()
+        for task in closing:
+            task.cancel()
         await self.stop()
 
     async def stop(self) -> None:
@@ -226,8 +253,10 @@ class RealtimeServer:
             self._sessions.add(session)
             self.metrics.connections.inc()
             await self._serve(session)
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as exc:
+            sent = exc.sent
+            if sent is not None and sent.code in _CLOSED_BY_WEBSOCKETS and not exc.rcvd_then_sent:
+                self.metrics.closes.labels(code=str(sent.code)).inc()
         except Exception as exc:
             code, reason = close_for(exc)
             extra = session.log(code=int(code)) if session else {"code": int(code)}
@@ -235,10 +264,15 @@ class RealtimeServer:
                 logger.error("connection failed", exc_info=True, extra=extra)
             else:
                 logger.info("closing connection: %s", reason, extra=extra)
-            await self._close(ws, code, reason)
+            if code == CloseCode.RATE_LIMITED:
+                await self._close_promptly(ws, code, reason)
+            else:
+                await self._close(ws, code, reason)
         finally:
             self._open -= 1
             if session is not None:
+                if session.expiry is not None:
+                    session.expiry.cancel()
                 self._sessions.discard(session)
                 self.metrics.connections.dec()
                 await self._disconnect(session)
@@ -253,21 +287,26 @@ class RealtimeServer:
             ) from None
         if not isinstance(data, str):
             raise CloseConnection(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
+        self.metrics.messages_in.inc()
         try:
             frame = parse(data)
         except FrameError as exc:
+            if exc.field == "token":  # a hello whose token is missing or malformed
+                raise CloseConnection(CloseCode.UNAUTHORIZED, INVALID_TOKEN) from None
             raise CloseConnection(
                 CloseCode.HELLO_REQUIRED, f"first frame must be a valid hello: {exc.code}"
             ) from None
         if not isinstance(frame, Hello):
             raise CloseConnection(CloseCode.HELLO_REQUIRED, "first frame must be hello")
         version = negotiate(frame.versions)
-        user = self.verifier.verify(frame.token)
+        grant = self.verifier.grant(frame.token)
+        user = grant.user
         loop = asyncio.get_running_loop()
         bucket = TokenBucket(
             self.settings.rate_limit_per_second, self.settings.rate_limit_burst, loop.time()
         )
         session = Session(ws, ConnId(secrets.token_hex(8)), user, bucket)
+        self._schedule_expiry(session, grant)
         ws.response = None  # the handshake response is not read again: free its headers
         self._write(ws, encode_welcome(version, session.conn, user, self.settings.ping_interval))
         logger.debug("authenticated", extra=session.log(version=version))
@@ -283,13 +322,50 @@ class RealtimeServer:
                 self.metrics.rate_limited.inc()
                 raise CloseConnection(CloseCode.RATE_LIMITED, "rate limit exceeded")
             self.metrics.messages_in.inc()
+            ref: str | None = None
             try:
-                await self._dispatch(session, parse(data))
+                frame, ref = parse_with_ref(data)
+                await self._dispatch(session, frame)
             except BrokerError as exc:
                 logger.warning("broker unavailable: %s", exc, extra=session.log())
-                self._error(ws, FrameError(ErrorCode.UNAVAILABLE, _UNAVAILABLE))
+                self._error(ws, FrameError(ErrorCode.UNAVAILABLE, _UNAVAILABLE, ref=ref))
             except FrameError as exc:
+                if exc.ref is None:
+                    exc.ref = ref
                 self._error(ws, exc)
+
+    # token expiry
+
+    def _schedule_expiry(self, session: Session, grant: Grant) -> None:
+        """Close the connection with 4001 ``token expired`` when the token expires (``exp``
+        plus the verifier's clock-skew leeway), unless a ``refresh`` moves it first."""
+        if session.expiry is not None:
+            session.expiry.cancel()
+        delay = grant.expires + self.verifier.leeway - time.time()
+        session.expiry = asyncio.get_running_loop().call_later(
+            max(delay, 0.0), self._expire, session
+        )
+
+    def _expire(self, session: Session) -> None:
+        session.expiry = None
+        if session.ws.protocol.state is _OPEN:
+            logger.info("closing connection: %s", TOKEN_EXPIRED, extra=session.log(code=4001))
+            self._spawn(self._close(session.ws, CloseCode.UNAUTHORIZED, TOKEN_EXPIRED))
+
+    def _on_refresh(self, session: Session, frame: Refresh) -> None:
+        try:
+            grant = self.verifier.grant(frame.token)
+        except CloseConnection as exc:
+            raise FrameError(ErrorCode.INVALID_FIELD, exc.reason, field="token") from None
+        if grant.user.id != session.user.id:
+            raise FrameError(ErrorCode.INVALID_FIELD, "token is for another user", field="token")
+        self._schedule_expiry(session, grant)
+        self._write(session.ws, encode_refreshed(int(grant.expires)))
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _error(self, ws: ServerConnection, exc: FrameError) -> None:
         self.metrics.errors.labels(code=exc.code.value).inc()
@@ -309,6 +385,8 @@ class RealtimeServer:
             self._write(session.ws, encode_left(frame.room))
         elif isinstance(frame, Ping):
             self._write(session.ws, encode_pong(frame.id))
+        elif isinstance(frame, Refresh):
+            self._on_refresh(session, frame)
         else:
             raise FrameError(ErrorCode.ALREADY_AUTHENTICATED, "hello was already accepted")
 
@@ -523,13 +601,24 @@ class RealtimeServer:
             self._close_slow(ws)
 
     def _close_slow(self, ws: ServerConnection) -> None:
-        """Send 4009 behind the backlog without waiting; abort if not closed in time."""
+        """Send 4009 behind the backlog without waiting for the client."""
         self.metrics.slow_consumers.inc()
-        self.metrics.closes.labels(code=str(int(CloseCode.SLOW_CONSUMER))).inc()
         logger.info("closing slow consumer", extra={"code": int(CloseCode.SLOW_CONSUMER)})
-        ws.protocol.send_close(CloseCode.SLOW_CONSUMER, "send buffer full")
-        ws.send_data()
-        asyncio.get_running_loop().call_later(SLOW_CLOSE_GRACE, _abort_if_open, ws)
+        self._send_close(ws, CloseCode.SLOW_CONSUMER, "send buffer full")
+        self._spawn(_end_promptly(ws))
+
+    async def _close_promptly(self, ws: ServerConnection, code: CloseCode, reason: str) -> None:
+        """Queue the close frame, then end the TCP connection without waiting for the
+        client's answer (4008, 4009): see :func:`_end_promptly`."""
+        self._send_close(ws, code, reason)
+        await _end_promptly(ws)
+
+    def _send_close(self, ws: ServerConnection, code: CloseCode, reason: str) -> None:
+        """Queue a close frame now (the state leaves OPEN: nothing more is written)."""
+        self.metrics.closes.labels(code=str(int(code))).inc()
+        if ws.protocol.state is _OPEN:
+            ws.protocol.send_close(code, reason)
+            ws.send_data()
 
     def _send_queue_bytes(self) -> float:
         total = 0
@@ -540,11 +629,52 @@ class RealtimeServer:
         return float(total)
 
 
+def drain_budget(seconds: float) -> float:
+    """Seconds of a ``DRAIN_SECONDS`` drain given to the WebSocket connections: all but a
+    reserve (a tenth, at most 1 s) for stopping the broker and the HTTP service."""
+    return seconds - min(seconds / 10, 1.0)
+
+
 def _wire(frame: str) -> bytes:
     """The bytes of one unmasked, uncompressed text frame: the same for every recipient."""
     return Frame(Opcode.TEXT, frame.encode()).serialize(mask=False, extensions=[])
 
 
-def _abort_if_open(ws: ServerConnection) -> None:
-    if ws.protocol.state is not State.CLOSED:
-        ws.transport.abort()
+async def _end_promptly(ws: ServerConnection) -> None:
+    """After a close frame was queued: a FIN once the frame has left this host (the
+    socket's send queue is empty), an RST dropping the kernel's send queue after
+    ``ABORT_AFTER_SECONDS`` at the latest."""
+    transport = ws.transport
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ABORT_AFTER_SECONDS
+    while ws.protocol.state is not State.CLOSED and not transport.is_closing():
+        if transport.get_write_buffer_size() == 0 and _unsent_bytes(ws) == 0:
+            transport.close()
+            return
+        if loop.time() >= deadline:
+            _reset(ws)
+            return
+        await asyncio.sleep(0.02)
+
+
+def _unsent_bytes(ws: ServerConnection) -> int:
+    """Bytes in the kernel's send queue of the connection's socket (not yet acknowledged
+    by the peer); 0 when it cannot be read."""
+    sock = ws.transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except OSError:
+        return 0
+    queued: int = struct.unpack("i", raw)[0]
+    return queued
+
+
+def _reset(ws: ServerConnection) -> None:
+    """Abort with an RST: SO_LINGER 0 makes the kernel drop its send queue at once."""
+    sock = ws.transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    ws.transport.abort()

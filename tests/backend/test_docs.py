@@ -6,7 +6,8 @@ import json
 import re
 from pathlib import Path
 
-from realtime.protocol import CLIENT_TYPES, SERVER_TYPES, CloseCode, ErrorCode
+from realtime.auth import INVALID_TOKEN, TOKEN_EXPIRED
+from realtime.protocol import CLIENT_TYPES, MAX_BODY_UNITS, SERVER_TYPES, CloseCode, ErrorCode
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -55,3 +56,19 @@ def test_examples_are_valid_json_of_a_documented_type() -> None:
         for example in re.split(r"\n(?=\{)", block.strip()):
             frame = json.loads(example)
             assert frame["type"] in types
+
+
+def test_4001_reasons_are_the_documented_ones() -> None:
+    """The 4001 row names exactly the reasons the verifier sends."""
+    row = next(
+        line
+        for line in (DOCS / "PROTOCOL.md").read_text().splitlines()
+        if line.startswith("| 4001")
+    )
+    assert f"`{INVALID_TOKEN}`" in row
+    assert f"`{TOKEN_EXPIRED}`" in row
+
+
+def test_body_limit_is_documented_in_utf16_units() -> None:
+    """PROTOCOL.md states the body limit in the unit the server counts."""
+    assert f"1-{MAX_BODY_UNITS} UTF-16 code units" in (DOCS / "PROTOCOL.md").read_text()

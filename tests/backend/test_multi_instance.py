@@ -530,6 +530,8 @@ async def test_slow_consumer_does_not_delay_others(cluster: Cluster) -> None:
         f"slow consumer closed with {code} after {closed_after} messages sent "
         f"({backlog} frames were in its backlog)"
     )
-    assert code == 4009
+    # PROTOCOL.md: the 4009 frame when the client reads its backlog within 1 s of the close,
+    # else a reset that drops the backlog (1006 on the client's side)
+    assert code in (4009, 1006)
     for pump in pumps:
         pump.cancel()

@@ -21,6 +21,7 @@ from realtime.protocol import (
     Leave,
     Message,
     Ping,
+    Refresh,
     Since,
     Typing,
     close_for,
@@ -33,6 +34,7 @@ from realtime.protocol import (
     encode_welcome,
     negotiate,
     parse,
+    utf16_units,
 )
 
 ALICE = User(UserId("u1"), "Alice")
@@ -57,6 +59,15 @@ ALICE = User(UserId("u1"), "Alice")
         ('{"type":"typing","room":"r","state":"stop"}', Typing(RoomName("r"), False)),
         ('{"type":"ping"}', Ping(None)),
         ('{"type":"ping","id":"p1","extra":[1]}', Ping("p1")),
+        ('{"type":"refresh","token":"t"}', Refresh("t")),
+        (
+            '{"type":"message","room":"r","id":"m","body":"' + "\\ud83d\\ude00" * 2000 + '"}',
+            Message(RoomName("r"), ClientMessageId("m"), "\U0001f600" * 2000),
+        ),
+        (
+            '{"type":"join","room":"r","since":{"offset":0,"epoch":""}}',
+            Join(RoomName("r"), Since(0, Epoch(""))),
+        ),
     ],
 )
 def test_valid_frames_parse_to_dataclasses(text: str, frame: object) -> None:
@@ -74,7 +85,43 @@ def test_valid_frames_parse_to_dataclasses(text: str, frame: object) -> None:
         ({"type": "join", "room": "x" * 65}, ErrorCode.INVALID_FIELD, "room"),
         ({"type": "join", "room": "-x"}, ErrorCode.INVALID_FIELD, "room"),
         ({"type": "join", "room": "r", "since": 3}, ErrorCode.INVALID_FIELD, "since"),
-        ({"type": "join", "room": "r", "since": {}}, ErrorCode.MISSING_FIELD, "offset"),
+        ({"type": "join", "room": "r", "since": {}}, ErrorCode.MISSING_FIELD, "since.offset"),
+        (
+            {"type": "join", "room": "r", "since": {"offset": 1}},
+            ErrorCode.MISSING_FIELD,
+            "since.epoch",
+        ),
+        (
+            {"type": "join", "room": "r", "since": {"offset": 1, "epoch": "\ud800"}},
+            ErrorCode.INVALID_FIELD,
+            "since.epoch",
+        ),
+        ({"type": "hello", "v": 1, "token": "t\u00e9"}, ErrorCode.INVALID_FIELD, "token"),
+        ({"type": "refresh"}, ErrorCode.MISSING_FIELD, "token"),
+        ({"type": "refresh", "token": 5}, ErrorCode.INVALID_FIELD, "token"),
+        (
+            {"type": "message", "room": "r", "id": "m", "body": "\ud800"},
+            ErrorCode.INVALID_FIELD,
+            "body",
+        ),
+        (
+            {"type": "message", "room": "r", "id": "m", "body": "a\udfffb"},
+            ErrorCode.INVALID_FIELD,
+            "body",
+        ),
+        (
+            {"type": "message", "room": "r", "id": "\ud800", "body": "x"},
+            ErrorCode.INVALID_FIELD,
+            "id",
+        ),
+        ({"type": "typing", "room": "r", "state": "\ud800"}, ErrorCode.INVALID_FIELD, "state"),
+        ({"type": "join", "room": "\ud800"}, ErrorCode.INVALID_FIELD, "room"),
+        ({"type": "ping", "id": "\ud800"}, ErrorCode.INVALID_FIELD, "id"),
+        (
+            {"type": "message", "room": "r", "id": "m", "body": "\U0001f600" * 2001},
+            ErrorCode.INVALID_FIELD,
+            "body",
+        ),
         (
             {"type": "join", "room": "r", "since": {"offset": 1.5}},
             ErrorCode.INVALID_FIELD,
@@ -102,6 +149,30 @@ def test_invalid_frames_name_the_field(frame: dict[str, Any], code: ErrorCode, f
     with pytest.raises(FrameError) as raised:
         parse(json.dumps(frame))
     assert (raised.value.code, raised.value.field) == (code, field)
+
+
+def test_unencodable_text_is_refused_and_never_echoed() -> None:
+    """A lone surrogate (JSON's "\\ud800" escape) in any field is invalid_field; the error
+    frame itself encodes to UTF-8, and an unencodable id is not echoed as ref."""
+    with pytest.raises(FrameError) as raised:
+        parse('{"type":"message","room":"r","id":"\\ud800","body":"\\udc00"}')
+    assert (raised.value.code, raised.value.field, raised.value.ref) == (
+        ErrorCode.INVALID_FIELD,
+        "id",
+        None,
+    )
+    encode_error(raised.value).encode()
+    with pytest.raises(FrameError) as raised:
+        parse('{"type":"\\ud800"}')
+    encode_error(raised.value).encode()
+
+
+def test_body_length_counts_utf16_code_units() -> None:
+    """4,000 UTF-16 units pass, as a browser's String.length counts them: 2,000 emoji do,
+    2,001 do not; 4,000 BMP characters do."""
+    assert utf16_units("\U0001f600" * 2000) == 4000
+    assert utf16_units("é" * 4000) == 4000
+    assert utf16_units("abc") == 3
 
 
 def test_invalid_token_is_never_echoed() -> None:
@@ -167,7 +238,7 @@ def test_application_close_codes_are_in_the_private_range() -> None:
     own = [c for c in CloseCode if c >= 4000]
     assert own
     assert all(4000 <= c <= 4999 for c in own)
-    assert {c for c in CloseCode if c < 4000} <= {1000, 1001, 1003, 1007, 1009, 1011, 1012}
+    assert {c for c in CloseCode if c < 4000} <= {1000, 1001, 1002, 1003, 1007, 1009, 1011, 1012}
 
 
 def test_server_frames_are_compact_json() -> None:

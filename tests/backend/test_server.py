@@ -342,7 +342,9 @@ async def test_slow_consumer_is_closed_4009_while_others_keep_receiving(
     assert slow_closes._value.get() == 1
     assert len(received) == sent + 1
     slow.ws.transport.resume_reading()
-    assert (await slow.closed_with(timeout=10))[0] == 4009
+    # the 4009 frame when the client reads its backlog within 1 s of the close, else a reset
+    # that drops the backlog (1006 on its side): PROTOCOL.md; test_closes.py times it
+    assert (await slow.closed_with(timeout=10))[0] in (4009, 1006)
     sender.ws.transport.abort()  # it never read its acks: do not wait for its close
 
 

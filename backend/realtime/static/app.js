@@ -25,6 +25,8 @@
   const typers = new Map(); // user id -> {name, timer}
   let typingSentAt = 0;
   let typingIdle = null;
+  let refreshTimer = null; // renews the token before the server closes with 4001 at exp
+  let presentedExp = null; // exp of the token sent in hello
 
   function setStatus(text, isOnline = false) {
     ui.status.textContent = text;
@@ -120,8 +122,10 @@
         me = frame.user;
         retries = 0;
         setStatus(`connected as ${me.name}`, true);
+        scheduleRefresh(presentedExp);
         send(joinFrame());
         break;
+      case "refreshed": scheduleRefresh(frame.exp); break;
       case "joined": {
         online.clear();
         for (const user of frame.presence) online.set(user.id, user.name);
@@ -152,6 +156,33 @@
     }
   }
 
+  function tokenExp(jwt) {
+    // the payload's exp (seconds since 1970); the server checks the signature
+    try {
+      const payload = jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      return JSON.parse(atob(payload)).exp;
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function scheduleRefresh(exp) {
+    // refresh a minute before exp (half the remaining life for short tokens); only
+    // DEV_TOKENS pages can get a new token by themselves
+    clearTimeout(refreshTimer);
+    if (!config.devTokens || !exp) return;
+    const left = exp * 1000 - Date.now();
+    const delay = Math.max(0, left - Math.min(60000, left / 2));
+    refreshTimer = setTimeout(async () => {
+      if (!ws || !me) return;
+      try {
+        send({ type: "refresh", token: await token(ui.name.value.trim()) });
+      } catch (error) {
+        system(`token refresh failed: ${error.message}`);
+      }
+    }, delay);
+  }
+
   function joinFrame() {
     const seen = cursor.get(room);
     const frame = { type: "join", room };
@@ -178,6 +209,7 @@
       setStatus(`no token: ${error.message}`);
       return;
     }
+    presentedExp = tokenExp(presented);
     setStatus("connecting…");
     const socket = new WebSocket(wsUrl());
     ws = socket;
@@ -188,6 +220,7 @@
     socket.onclose = (event) => {
       if (ws !== socket) return;
       ws = null;
+      clearTimeout(refreshTimer);
       ui.message.disabled = ui.send.disabled = true;
       for (const id of [...typers.keys()]) dropTyper(id);
       if (!wanted || FATAL_CLOSES.has(event.code)) {
