@@ -32,6 +32,8 @@ MAX_HEADERS = 64
 MAX_LINE = 8190
 IDLE_TIMEOUT = 15.0
 SHUTDOWN_TIMEOUT = 1.0
+_HTTP_STOP_FLOOR = 0.05
+"""Stopping HTTP always gets at least this long, even when the drain used all its time."""
 # after refusing a request whose body was not read, wait at most this long for the body
 # before closing (aiohttp's default is 10 s)
 LINGERING_TIME = 1.0
@@ -178,8 +180,7 @@ class HttpService:
             raise
 
     async def stop(self) -> None:
-        await self.public.stop()
-        await self.metrics.stop()
+        await asyncio.gather(self.public.stop(), self.metrics.stop())
 
 
 class App:
@@ -246,9 +247,17 @@ class App:
         logger.info("stopped")
 
     async def shutdown(self) -> None:
-        """Drain the WebSocket service (``/readyz`` says 503 meanwhile), then stop HTTP."""
+        """Drain the WebSocket service (``/readyz`` says 503 meanwhile), then stop HTTP in what
+        is left of ``DRAIN_SECONDS`` (the drain keeps a reserve for it), so the whole shutdown
+        stays within ``DRAIN_SECONDS``; HTTP connections still open then are dropped."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.drain_seconds
         await self.ws.drain(self.settings.drain_seconds)
-        await self.http.stop()
+        try:
+            async with asyncio.timeout_at(max(deadline, loop.time() + _HTTP_STOP_FLOOR)):
+                await self.http.stop()
+        except TimeoutError:
+            logger.warning("http connections dropped at the end of the drain")
 
     async def _healthz(self, _: web.Request) -> web.Response:
         return _text(200, "ok\n")

@@ -39,13 +39,14 @@ class Process:
     """One ``python -m realtime`` on free loopback ports."""
 
     def __init__(self, log: Path, **env: str) -> None:
-        self.ws_port, self.http_port = free_port(), free_port()
+        self.ws_port, self.http_port, self.metrics_port = free_port(), free_port(), free_port()
         self.log = log
         full = {
             "PATH": os.environ.get("PATH", ""),
             "HOST": "127.0.0.1",
             "WS_PORT": str(self.ws_port),
             "HTTP_PORT": str(self.http_port),
+            "METRICS_PORT": str(self.metrics_port),
             "TOKEN_SIGNING_KEY": SIGNING_KEY,
             "LOG_FORMAT": "text",
             **env,
@@ -60,8 +61,8 @@ class Process:
                 stderr=subprocess.STDOUT,
             )
 
-    def get(self, path: str) -> tuple[int, str]:
-        url = f"http://127.0.0.1:{self.http_port}{path}"
+    def get(self, path: str, *, port: int | None = None) -> tuple[int, str]:
+        url = f"http://127.0.0.1:{port or self.http_port}{path}"
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 return response.status, response.read().decode()
@@ -80,7 +81,7 @@ class Process:
             time.sleep(0.05)
 
     def metric(self, name: str) -> float:
-        for line in self.get("/metrics")[1].splitlines():
+        for line in self.get("/metrics", port=self.metrics_port)[1].splitlines():
             if line.startswith(name + " "):
                 return float(line.split()[1])
         return 0.0

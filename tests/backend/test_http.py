@@ -82,7 +82,7 @@ async def test_join_while_broker_not_ready_is_unavailable(app: App, client: Clie
 
 async def test_metrics_expose_the_documented_series(app: App, client: ClientFactory) -> None:
     """/metrics (on METRICS_PORT) is Prometheus text with connections, rooms, traffic and
-    refusals."""
+    refusals (hello, join and the bad frame count as frames in)."""
     alice = await client("alice")
     await alice.join()
     await alice.ws.send("not json")
@@ -94,7 +94,7 @@ async def test_metrics_expose_the_documented_series(app: App, client: ClientFact
     for line in (
         "realtime_connections 1.0",
         "realtime_rooms 1.0",
-        "realtime_messages_in_total 2.0",
+        "realtime_messages_in_total 3.0",
         'realtime_error_frames_total{code="bad_json"} 1.0',
         "realtime_send_queue_bytes 0.0",
     ):

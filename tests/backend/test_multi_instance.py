@@ -44,12 +44,14 @@ class Instance:
         self.name = name
         self.ws_port = free_port()
         self.http_port = free_port()
+        self.metrics_port = free_port()
         self.log = log_dir / f"{name}.log"
         self.env = {
             "PATH": os.environ.get("PATH", ""),
             "HOST": "127.0.0.1",
             "WS_PORT": str(self.ws_port),
             "HTTP_PORT": str(self.http_port),
+            "METRICS_PORT": str(self.metrics_port),
             "REDIS_URL": redis_url,
             "TOKEN_SIGNING_KEY": SIGNING_KEY,
             "LOG_FORMAT": "text",
@@ -236,7 +238,7 @@ def _seen_by(ident: str, *members: Member) -> Callable[[], bool]:
 
 async def _metric(instance: Instance, name: str) -> float:
     """One sample of an instance's /metrics."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", instance.http_port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", instance.metrics_port)
     writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     text = (await reader.read()).decode()
     writer.close()

@@ -75,6 +75,7 @@ def server() -> Iterator[tuple[subprocess.Popen[str], int, int]]:
             HOST="127.0.0.1",
             HTTP_PORT=str(http_port),
             WS_PORT=str(ws_port),
+            METRICS_PORT=str(free_port()),
             DRAIN_SECONDS="2",
             LOG_FORMAT="json",
         ),
