@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from infra.errors import format_value
+from infra.flytoml.findings import Finding
 from infra.flytoml.parse import parse_fly_toml
-from infra.flytoml.rules import Finding
 
 __all__ = ["Finding", "exit_status", "format_finding", "lint_fly_toml"]
 

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal
+from typing import Final, Literal
 
 from infra.errors import ConfigError
-
-if TYPE_CHECKING:
-    from infra.flytoml.rules import Finding
+from infra.flytoml.findings import Finding, Judge, ServiceJudge, raise_first
 
 __all__ = [
     "AUTO_STOP_VALUES",
@@ -55,6 +53,7 @@ __all__ = [
     "TopLevelCheck",
     "Vm",
     "WebSocketService",
+    "register_rules",
 ]
 
 Broker = Literal["memory", "redis"]
@@ -257,12 +256,14 @@ class Service:
     tcp_checks: tuple[TcpCheck, ...] = ()
     http_checks: tuple[HttpCheck, ...] = ()
 
-    def check(self) -> None:
-        """Raise the first error the service rules find in this entry on its own (judged as
-        the WebSocket service when it is a :class:`WebSocketService`)."""
-        from infra.flytoml.rules import service_findings  # noqa: PLC0415  (checks imports this module)
+    def findings(self, *, index: int) -> list[Finding]:
+        """The service rules' findings on this entry on its own, keyed ``services[index]``
+        (judged as the WebSocket service when it is a :class:`WebSocketService`)."""
+        return _rules().service(self, index)
 
-        _raise_first(service_findings(self, index=0))
+    def check(self, *, index: int) -> None:
+        """Raise the first error of :meth:`findings` as a ``ConfigError``."""
+        raise_first(self.findings(index=index))
 
 
 _WS_TLS_OPTIONS: Final = TlsOptions(alpn=("http/1.1",), versions=TLS_VERSIONS)
@@ -411,18 +412,32 @@ class FlyConfig:
 
     def findings(self) -> list[Finding]:
         """Every finding of every rule, errors and warnings, in rule order."""
-        from infra.flytoml.rules import config_findings  # noqa: PLC0415  (checks imports this module)
-
-        return config_findings(self)
+        return _rules().config(self)
 
     def check(self) -> None:
         """Raise the first error finding as a ``ConfigError``; warnings do not raise."""
-        from infra.flytoml.rules import config_findings  # noqa: PLC0415  (checks imports this module)
-
-        _raise_first(config_findings(self))
+        raise_first(self.findings())
 
 
-def _raise_first(findings: list[Finding]) -> None:
-    for finding in findings:
-        if finding.severity == "error":
-            raise finding.error()
+# -- the rules, registered by ``infra.flytoml.rules`` (which imports this module, not the reverse)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    config: Judge
+    service: ServiceJudge
+
+
+_REGISTERED: list[_Rules] = []
+
+
+def register_rules(*, config: Judge, service: ServiceJudge) -> None:
+    """Install the rule set that ``check()``/``findings()`` apply (called once by ``rules``;
+    ``infra/flytoml/__init__.py`` imports ``rules`` so it is always installed)."""
+    _REGISTERED[:] = [_Rules(config=config, service=service)]
+
+
+def _rules() -> _Rules:
+    if not _REGISTERED:
+        raise RuntimeError("infra.flytoml.rules is not loaded")
+    return _REGISTERED[0]

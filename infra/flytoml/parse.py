@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, cast
 
 from infra.errors import ConfigError
+from infra.flytoml.findings import Finding
 from infra.flytoml.model import (
     WEBSOCKET_PORT,
     Broker,
@@ -37,7 +38,6 @@ from infra.flytoml.model import (
     Vm,
     WebSocketService,
 )
-from infra.flytoml.rules import Finding
 
 __all__ = ["ParseResult", "parse_fly_toml"]
 

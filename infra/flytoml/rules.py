@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 
-from infra.errors import ConfigError, format_value
+from infra.errors import format_value
+from infra.flytoml.findings import Finding, Severity
 from infra.flytoml.model import (
     AUTO_STOP_VALUES,
     DEPLOY_STRATEGIES,
@@ -35,11 +35,10 @@ from infra.flytoml.model import (
     ServicePort,
     TcpCheck,
     WebSocketService,
+    register_rules,
 )
 
 __all__ = ["PU02_REASON", "Finding", "Severity", "config_findings", "service_findings"]
-
-Severity = Literal["error", "warning"]
 
 PU02_REASON: Final = (
     'the "http" handler puts Fly\'s HTTP proxy in front of the websocket port, and for this '
@@ -53,26 +52,6 @@ _SERVICE_CHECK_MAX: Final = 60.0
 _TOP_CHECK_MIN_INTERVAL: Final = 2.0
 _TOP_CHECK_MAX_TIMEOUT: Final = 60.0
 _KILL_TIMEOUT_MAX: Final = 300.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Finding:
-    """One rule's verdict on one key: ``rule`` id, ``severity``, dotted ``key``, ``value``."""
-
-    rule: str
-    severity: Severity
-    key: str
-    value: object
-    message: str
-
-    def error(self) -> ConfigError:
-        """This finding as the exception ``check()`` raises."""
-        return ConfigError(key=self.key, value=self.value, reason=self.message)
-
-    def __str__(self) -> str:
-        return (
-            f"{self.severity}[{self.rule}] {self.key} = {format_value(self.value)}: {self.message}"
-        )
 
 
 def _error(rule: str, key: str, value: object, message: str) -> Finding:
@@ -403,3 +382,8 @@ def config_findings(config: FlyConfig) -> list[Finding]:
     findings.extend(_ports_and_clashes(config))
     findings.extend(_top_level(config))
     return findings
+
+
+register_rules(
+    config=config_findings, service=lambda service, index: service_findings(service, index=index)
+)

@@ -318,19 +318,31 @@ def test_proxy_proto_adds_handler_and_options(version: str) -> None:
     assert service.ports[0].handlers == ("tls", "proxy_proto")
     assert service.ports[0].proxy_proto_options == ProxyProtoOptions(version=version)
     assert service.proxy_proto == version
-    service.check()
+    service.check(index=0)
 
 
 def test_websocket_service_check_refuses_http_handler() -> None:
     """A WebSocketService built with the http handler cannot pass its own check()."""
     with pytest.raises(ConfigError) as caught:
-        WebSocketService.build(handlers=("tls", "http")).check()
-    assert caught.value.key == "services[0].ports[0].handlers"
+        WebSocketService.build(handlers=("tls", "http")).check(index=2)
+    assert caught.value.key == "services[2].ports[0].handlers"
+
+
+def test_findings_carry_the_real_service_index() -> None:
+    """A broken second service is named services[1], on its own and inside the config."""
+    broken = Service(internal_port=9000, protocol="sctp", ports=(ServicePort(port=9000),))
+    config = _extra(broken)
+    assert ("service-protocol", "services[1].protocol") in {
+        (f.rule, f.key) for f in config.findings()
+    }
+    assert [f.key for f in broken.findings(index=1)] == ["services[1].protocol"]
 
 
 def test_plain_service_check_allows_http_handler() -> None:
     """The PU02 rule is about the WebSocket service only: other services may use http."""
-    Service(internal_port=9000, ports=(ServicePort(port=9000, handlers=("tls", "http")),)).check()
+    Service(internal_port=9000, ports=(ServicePort(port=9000, handlers=("tls", "http")),)).check(
+        index=1
+    )
 
 
 def test_websocket_property_names_services_when_missing() -> None:
