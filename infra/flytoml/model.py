@@ -9,16 +9,19 @@ Field types are deliberately loose where fly.toml is (``str`` for handlers, sign
 the model must be able to hold a wrong file so that lint can say what is wrong with it.
 
 Which ``[[services]]`` entry is the WebSocket service? The entry that is a
-:class:`WebSocketService` instance. ``parse`` decides by port: the first ``[[services]]`` entry
-whose ``internal_port`` equals ``[env] WS_PORT`` (the port the backend listens on for
-WebSockets; 8081 when ``WS_PORT`` is absent) becomes a :class:`WebSocketService`. A config
-without one is an error (rule ``websocket-missing``).
+:class:`WebSocketService` instance. A file says so with ``[env] WS_PORT`` (the port this
+project's backend listens on for WebSockets; every file the project renders sets it): ``parse``
+makes the first ``[[services]]`` entry whose ``internal_port`` equals it a
+:class:`WebSocketService`, and reports ``websocket-missing`` when there is none. A file without
+``WS_PORT`` (any other app) has no WebSocket service: the project's WebSocket rules leave it
+alone, except that the incident's shape (a port other than 80/443 behind ``["tls", "http"]``)
+is reported as ``pu02-prone``.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from infra.errors import ConfigError
@@ -40,10 +43,12 @@ __all__ = [
     "ConfigError",
     "Deploy",
     "Duration",
+    "Extra",
     "FlyConfig",
     "HttpCheck",
     "HttpService",
     "Metrics",
+    "Mount",
     "ProxyProtoOptions",
     "Restart",
     "Service",
@@ -65,12 +70,20 @@ DEPLOY_STRATEGIES: Final = ("rolling", "immediate", "canary", "bluegreen")
 AUTO_STOP_VALUES: Final = ("off", "stop", "suspend")
 RESTART_POLICIES: Final = ("always", "never", "on-failure")
 VM_SIZES: Final = frozenset(
-    [f"shared-cpu-{n}x" for n in (1, 2, 4, 6, 8)] + [f"performance-{n}x" for n in (1, 2, 4, 8, 16)]
+    [f"shared-cpu-{n}x" for n in (1, 2, 4, 6, 8)]
+    + [f"performance-{n}x" for n in (1, 2, 4, 6, 8, 10, 12, 14, 16)]
+    + ["a10", "l40s", "a100-40gb", "a100-80gb"]
 )
+"""fly-go v0.9.5's ``MachinePresets`` (machine_types.go:558-579)."""
 WEBSOCKET_PORT: Final = 8081
 """The WebSocket port (internal and public) unless ``[env] WS_PORT`` says otherwise."""
 EDGE_CONNECTION_CAP: Final = 2048
 """Fly's limit of concurrent connections per edge per app."""
+
+Extra = tuple[tuple[str, object], ...]
+"""Keys of a table that the model has no field for, in file order, kept as read so that
+rendering writes them back (flyctl knows most of them; lint reports the ones it does not)."""
+
 
 _DURATION = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -127,7 +140,10 @@ class Build:
     dockerfile: str | None = "Dockerfile"
     ignorefile: str | None = None
     build_target: str | None = None
+    """Rendered ``build-target``, flyctl's key (``build_target`` is an alias, patches.go:172)."""
     image: str | None = None
+    compression: str | None = None
+    extra: Extra = field(default=(), hash=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,6 +154,8 @@ class Deploy:
     max_unavailable: float | None = None
     wait_timeout: Duration = Duration("5m0s")
     release_command: str | None = None
+    release_command_timeout: Duration | None = None
+    extra: Extra = field(default=(), hash=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,14 +166,19 @@ class Vm:
     memory: str | None = "512mb"
     cpus: int | None = None
     cpu_kind: str | None = None
+    processes: tuple[str, ...] = ()
+    extra: Extra = field(default=(), hash=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Metrics:
     """One ``[[metrics]]`` entry: where Fly scrapes Prometheus metrics inside the machine."""
 
-    port: int = 8080
+    port: int = 9091
+    """An internal port no service forwards to (issue 12: ``metrics-public-port``)."""
     path: str = "/metrics"
+    processes: tuple[str, ...] = ()
+    extra: Extra = field(default=(), hash=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,6 +187,19 @@ class Restart:
 
     policy: str = "on-failure"
     retries: int | None = None
+    processes: tuple[str, ...] = ()
+    extra: Extra = field(default=(), hash=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mount:
+    """One ``[[mounts]]`` entry (``[mounts]`` is the same with one entry): a volume."""
+
+    source: str
+    destination: str
+    initial_size: str | None = None
+    processes: tuple[str, ...] = ()
+    extra: Extra = field(default=(), hash=False)
 
 
 # -- checks ------------------------------------------------------------------------------------
@@ -176,6 +212,7 @@ class TcpCheck:
     interval: Duration | None = Duration("15s")
     timeout: Duration | None = Duration("2s")
     grace_period: Duration | None = Duration("10s")
+    extra: Extra = field(default=(), hash=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,6 +224,11 @@ class HttpCheck:
     grace_period: Duration | None = Duration("10s")
     method: str | None = "GET"
     path: str = "/healthz"
+    protocol: str | None = None
+    tls_skip_verify: bool | None = None
+    tls_server_name: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    extra: Extra = field(default=(), hash=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,13 +236,19 @@ class TopLevelCheck:
     """One top-level ``[checks.<name>]`` machine check (used by deploys, not by the proxy)."""
 
     name: str
-    type: str = "http"
+    type: str | None = "http"
     port: int | None = 8080
     path: str | None = "/healthz"
     method: str | None = None
     interval: Duration | None = Duration("15s")
     timeout: Duration | None = Duration("2s")
     grace_period: Duration | None = None
+    protocol: str | None = None
+    tls_skip_verify: bool | None = None
+    tls_server_name: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    processes: tuple[str, ...] = ()
+    extra: Extra = field(default=(), hash=False)
 
 
 # -- services ----------------------------------------------------------------------------------
@@ -213,6 +261,7 @@ class Concurrency:
     type: str | None = "connections"
     soft_limit: int | None = None
     hard_limit: int | None = None
+    extra: Extra = field(default=(), hash=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -222,6 +271,7 @@ class TlsOptions:
     alpn: tuple[str, ...] = ()
     versions: tuple[str, ...] = ()
     default_self_signed: bool | None = None
+    extra: Extra = field(default=(), hash=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,17 +279,32 @@ class ProxyProtoOptions:
     """``proxy_proto_options``: the PROXY protocol version (needs the ``proxy_proto`` handler)."""
 
     version: str = "v1"
+    extra: Extra = field(default=(), hash=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServicePort:
-    """One ``[[services.ports]]`` entry: a public port and the edge handlers in front of it."""
+    """One ``[[services.ports]]`` entry: a public port (or the range ``start_port`` to
+    ``end_port``) and the edge handlers in front of it."""
 
-    port: int
+    port: int = 0
+    """The public port; 0 when the entry opens a range or names no port (not rendered)."""
+    start_port: int | None = None
+    end_port: int | None = None
     handlers: tuple[str, ...] = ()
     force_https: bool | None = None
     tls_options: TlsOptions | None = None
     proxy_proto_options: ProxyProtoOptions | None = None
+    extra: Extra = field(default=(), hash=False)
+
+    @property
+    def numbers(self) -> range:
+        """Every public port this entry opens (empty when it names none)."""
+        if self.port:
+            return range(self.port, self.port + 1)
+        if self.start_port is not None and self.end_port is not None:
+            return range(self.start_port, self.end_port + 1)
+        return range(0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -255,6 +320,8 @@ class Service:
     concurrency: Concurrency | None = None
     tcp_checks: tuple[TcpCheck, ...] = ()
     http_checks: tuple[HttpCheck, ...] = ()
+    processes: tuple[str, ...] = ()
+    extra: Extra = field(default=(), hash=False)
 
     def findings(self, *, index: int) -> list[Finding]:
         """The service rules' findings on this entry on its own, keyed ``services[index]``
@@ -335,7 +402,12 @@ class WebSocketService(Service):
             raise ConfigError(
                 key="services.ports", value=[], reason="the websocket service has no public port"
             )
-        return self.ports[0].port
+        numbers = self.ports[0].numbers
+        if not numbers:
+            raise ConfigError(
+                key="services.ports", value=[], reason="the websocket service has no public port"
+            )
+        return numbers[0]
 
     @property
     def proxy_proto(self) -> str | None:
@@ -355,7 +427,10 @@ class HttpService:
     auto_start_machines: bool | None = True
     min_machines_running: int | None = None
     concurrency: Concurrency | None = Concurrency(type="requests", soft_limit=200, hard_limit=250)
+    tls_options: TlsOptions | None = None
     checks: tuple[HttpCheck, ...] = (HttpCheck(),)
+    processes: tuple[str, ...] = ()
+    extra: Extra = field(default=(), hash=False)
 
 
 # -- the whole file ----------------------------------------------------------------------------
@@ -376,15 +451,19 @@ class FlyConfig:
     kill_signal: str | None = "SIGTERM"
     kill_timeout: Duration | None = Duration("30s")
     swap_size_mb: int | None = None
+    console_command: str | None = None
     build: Build | None = None
     deploy: Deploy = Deploy()
     env: tuple[tuple[str, str], ...] = ()
+    processes: tuple[tuple[str, str], ...] = ()
     http_service: HttpService | None = None
     services: tuple[Service, ...] = (WebSocketService(),)
     vms: tuple[Vm, ...] = ()
+    mounts: tuple[Mount, ...] = ()
     metrics: tuple[Metrics, ...] = ()
     restarts: tuple[Restart, ...] = ()
     checks: tuple[TopLevelCheck, ...] = ()
+    extra: Extra = field(default=(), hash=False)
     machines: int | None = None
     broker: Broker = "memory"
 
