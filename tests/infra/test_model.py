@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.flytoml import fly_rules
+from infra.flytoml import fly_rules, port_rules
 from infra.flytoml import rules as checks
 from infra.flytoml.model import (
     Build,
@@ -513,6 +513,7 @@ def test_every_rule_has_a_case() -> None:
     one)."""
     source = Path(checks.__file__).read_text(encoding="utf-8")
     source += Path(fly_rules.__file__).read_text(encoding="utf-8")
+    source += Path(port_rules.__file__).read_text(encoding="utf-8")
     rules = set(re.findall(r'(?:_error|_warning|_one_of|make)\(\s*"([a-z0-9-]+)"', source))
     covered = {case[0] for case in ERROR_CASES + WARNING_CASES}
     assert rules - covered == set()
