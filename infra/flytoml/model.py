@@ -41,11 +41,14 @@ from infra.flytoml.sections import (
     Duration,
     Extra,
     HttpCheck,
+    HttpOptions,
+    HttpResponseOptions,
     Metrics,
     Mount,
     ProxyProtoOptions,
     Restart,
     ServicePort,
+    Static,
     TcpCheck,
     TlsOptions,
     TopLevelCheck,
@@ -71,6 +74,8 @@ __all__ = [
     "Extra",
     "FlyConfig",
     "HttpCheck",
+    "HttpOptions",
+    "HttpResponseOptions",
     "HttpService",
     "Metrics",
     "Mount",
@@ -78,6 +83,7 @@ __all__ = [
     "Restart",
     "Service",
     "ServicePort",
+    "Static",
     "TcpCheck",
     "TlsOptions",
     "TopLevelCheck",
@@ -212,6 +218,7 @@ class HttpService:
         type="requests", soft_limit=200, hard_limit=250
     )
     tls_options: TlsOptions | None = None
+    http_options: HttpOptions | None = None
     checks: tuple[HttpCheck, ...] = (HttpCheck(),)
     processes: tuple[str, ...] = ()
     extra: Extra = field(default=(), hash=False)
@@ -247,6 +254,7 @@ class FlyConfig:
     metrics: tuple[Metrics, ...] = ()
     restarts: tuple[Restart, ...] = ()
     checks: tuple[TopLevelCheck, ...] = ()
+    statics: tuple[Static, ...] = ()
     extra: Extra = field(default=(), hash=False)
     machines: int | None = None
     broker: Broker = "memory"

@@ -29,23 +29,28 @@ from infra.flytoml.model import (
     Build,
     Concurrency,
     Deploy,
-    Duration,
     FlyConfig,
-    HttpCheck,
     HttpService,
-    Metrics,
-    Mount,
     ProxyProtoOptions,
-    Restart,
     Service,
     ServicePort,
-    TcpCheck,
-    TlsOptions,
     TopLevelCheck,
     Vm,
     WebSocketService,
 )
-from infra.flytoml.reader import TableReader, Unit, go_string
+from infra.flytoml.parse_tables import (
+    headers,
+    http_check,
+    http_options,
+    metrics,
+    mount,
+    restart,
+    static,
+    tcp_check,
+    timing,
+    tls_options,
+)
+from infra.flytoml.reader import TableReader, go_string
 
 __all__ = ["ParseResult", "parse_fly_toml"]
 
@@ -97,63 +102,6 @@ def _concurrency(table: TableReader) -> Concurrency | None:
     )
 
 
-def _timing(
-    table: TableReader, *, bare: Unit
-) -> tuple[Duration | None, Duration | None, Duration | None]:
-    """interval, timeout, grace_period of a check."""
-    return (
-        table.duration("interval", bare=bare),
-        table.duration("timeout", bare=bare),
-        table.duration("grace_period", bare=bare),
-    )
-
-
-def _headers(table: TableReader) -> tuple[tuple[str, str], ...]:
-    """Check ``headers``: a table, or the legacy list of ``{name, value}`` (patches.go:507)."""
-    value = table.peek("headers")
-    if isinstance(value, list) and all(isinstance(item, dict) for item in value):
-        table.raw("headers")
-        return tuple(
-            (go_string(item.get("name", "")), go_string(item.get("value", "")))
-            for item in cast(list[dict[str, object]], value)
-        )
-    return table.pairs("headers")
-
-
-def _http_check(table: TableReader, *, bare: Unit) -> HttpCheck:
-    interval, timeout, grace_period = _timing(table, bare=bare)
-    return table.finish(
-        HttpCheck(
-            interval=interval,
-            timeout=timeout,
-            grace_period=grace_period,
-            method=table.text("method"),
-            path=table.text("path") or "",
-            protocol=table.text("protocol"),
-            tls_skip_verify=table.boolean("tls_skip_verify"),
-            tls_server_name=table.text("tls_server_name"),
-            headers=_headers(table),
-        )
-    )
-
-
-def _tcp_check(table: TableReader) -> TcpCheck:
-    interval, timeout, grace_period = _timing(table, bare="ms")
-    return table.finish(TcpCheck(interval=interval, timeout=timeout, grace_period=grace_period))
-
-
-def _tls_options(table: TableReader | None) -> TlsOptions | None:
-    if table is None:
-        return None
-    return table.finish(
-        TlsOptions(
-            alpn=table.texts("alpn"),
-            versions=table.texts("versions"),
-            default_self_signed=table.boolean("default_self_signed"),
-        )
-    )
-
-
 def _port(table: TableReader) -> ServicePort:
     proxy_options = None
     proxy = table.table("proxy_proto_options")
@@ -166,7 +114,8 @@ def _port(table: TableReader) -> ServicePort:
             end_port=table.port("end_port"),
             handlers=table.texts("handlers"),
             force_https=table.boolean("force_https"),
-            tls_options=_tls_options(table.table("tls_options")),
+            tls_options=tls_options(table.table("tls_options")),
+            http_options=http_options(table.table("http_options")),
             proxy_proto_options=proxy_options,
         )
     )
@@ -183,9 +132,9 @@ def _service(table: TableReader, *, websocket: bool) -> Service:
             auto_start_machines=table.boolean("auto_start_machines"),
             min_machines_running=table.integer("min_machines_running"),
             concurrency=_concurrency(table),
-            tcp_checks=tuple(_tcp_check(check) for check in table.tables("tcp_checks")),
+            tcp_checks=tuple(tcp_check(check) for check in table.tables("tcp_checks")),
             http_checks=tuple(
-                _http_check(check, bare="ms") for check in table.tables("http_checks")
+                http_check(check, bare="ms") for check in table.tables("http_checks")
             ),
             processes=table.texts("processes"),
         )
@@ -220,8 +169,9 @@ def _http_service(table: TableReader | None) -> HttpService | None:
             auto_start_machines=table.boolean("auto_start_machines"),
             min_machines_running=table.integer("min_machines_running"),
             concurrency=_concurrency(table),
-            tls_options=_tls_options(table.table("tls_options")),
-            checks=tuple(_http_check(check, bare="ns") for check in table.tables("checks")),
+            tls_options=tls_options(table.table("tls_options")),
+            http_options=http_options(table.table("http_options")),
+            checks=tuple(http_check(check, bare="ns") for check in table.tables("checks")),
             processes=table.texts("processes"),
         )
     )
@@ -264,23 +214,6 @@ def _vm(table: TableReader) -> Vm:
     )
 
 
-def _mount(table: TableReader) -> Mount:
-    size = table.peek("initial_size")
-    if isinstance(size, int) and not isinstance(size, bool):
-        table.raw("initial_size")
-        initial_size: str | None = str(size)
-    else:
-        initial_size = table.text("initial_size")
-    return table.finish(
-        Mount(
-            source=table.text("source") or "",
-            destination=table.text("destination") or "",
-            initial_size=initial_size,
-            processes=table.texts("processes"),
-        )
-    )
-
-
 def _build(table: TableReader | None) -> Build | None:
     if table is None:
         return None
@@ -308,12 +241,13 @@ def _deploy(table: TableReader | None) -> Deploy:
             wait_timeout=table.duration("wait_timeout", bare="ns") or Deploy().wait_timeout,
             release_command=table.text("release_command"),
             release_command_timeout=table.duration("release_command_timeout", bare="ns"),
+            release_command_vm=_vm(vm) if (vm := table.table("release_command_vm")) else None,
         )
     )
 
 
 def _top_check(name: str, table: TableReader) -> TopLevelCheck:
-    interval, timeout, grace_period = _timing(table, bare="ms")
+    interval, timeout, grace_period = timing(table, bare="ms")
     return table.finish(
         TopLevelCheck(
             name=name,
@@ -327,27 +261,7 @@ def _top_check(name: str, table: TableReader) -> TopLevelCheck:
             protocol=table.text("protocol"),
             tls_skip_verify=table.boolean("tls_skip_verify"),
             tls_server_name=table.text("tls_server_name"),
-            headers=_headers(table),
-            processes=table.texts("processes"),
-        )
-    )
-
-
-def _metrics(table: TableReader) -> Metrics:
-    return table.finish(
-        Metrics(
-            port=table.port("port") or 0,
-            path=table.text("path") or "",
-            processes=table.texts("processes"),
-        )
-    )
-
-
-def _restart(table: TableReader) -> Restart:
-    return table.finish(
-        Restart(
-            policy=table.text("policy") or "",
-            retries=table.integer("retries"),
+            headers=headers(table),
             processes=table.texts("processes"),
         )
     )
@@ -388,10 +302,11 @@ def parse_fly_toml(text: str) -> ParseResult:
         http_service=_http_service(root.table("http_service")),
         services=tuple(services),
         vms=tuple(_vm(table) for table in root.tables("vm")),
-        mounts=tuple(_mount(table) for table in root.tables("mounts")),
-        metrics=tuple(_metrics(table) for table in root.tables("metrics")),
-        restarts=tuple(_restart(table) for table in root.tables("restart")),
+        mounts=tuple(mount(table) for table in root.tables("mounts")),
+        metrics=tuple(metrics(table) for table in root.tables("metrics")),
+        restarts=tuple(restart(table) for table in root.tables("restart")),
         checks=tuple(_top_check(name, table) for name, table in root.named_tables("checks")),
+        statics=tuple(static(table) for table in root.tables("statics")),
         machines=machines,
         broker=broker,
     )

@@ -140,6 +140,16 @@ class TableReader:
             pairs.append((key, go_string(item)))
         return tuple(pairs)
 
+    def values(self, name: str) -> tuple[tuple[str, object], ...]:
+        """A table of any values, as (name, value) pairs in file order."""
+        value = self.raw(name)
+        if value is None:
+            return ()
+        if isinstance(value, dict):
+            return tuple(cast(dict[str, object], value).items())
+        self.wrong(name, value, "a table")
+        return ()
+
     def duration(self, name: str, *, bare: Unit) -> Duration | None:
         """A duration string; a bare number is read the way fly-go reads it, and reported."""
         value = self.raw(name)

@@ -26,11 +26,14 @@ __all__ = [
     "Duration",
     "Extra",
     "HttpCheck",
+    "HttpOptions",
+    "HttpResponseOptions",
     "Metrics",
     "Mount",
     "ProxyProtoOptions",
     "Restart",
     "ServicePort",
+    "Static",
     "TcpCheck",
     "TlsOptions",
     "TopLevelCheck",
@@ -129,6 +132,8 @@ class Deploy:
     wait_timeout: Duration = Duration("5m0s")
     release_command: str | None = None
     release_command_timeout: Duration | None = None
+    release_command_vm: Vm | None = None
+    """The machine size the release command runs on (flyctl's ``Compute``, config.go:117)."""
     extra: Extra = field(default=(), hash=False)
 
 
@@ -249,6 +254,40 @@ class TlsOptions:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HttpResponseOptions:
+    """``http_options.response``: headers the edge sets on responses (a value may be a string,
+    a list, or false to remove the header) and ``pristine`` (no Fly headers added)."""
+
+    headers: tuple[tuple[str, object], ...] = ()
+    pristine: bool | None = None
+    extra: Extra = field(default=(), hash=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpOptions:
+    """``http_options`` of ``[http_service]`` or a port (fly-go ``HTTPOptions``):
+    ``idle_timeout`` and ``headers_read_timeout`` are whole seconds."""
+
+    compress: bool | None = None
+    h2_backend: bool | None = None
+    idle_timeout: int | None = None
+    headers_read_timeout: int | None = None
+    response: HttpResponseOptions | None = None
+    extra: Extra = field(default=(), hash=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Static:
+    """One ``[[statics]]`` entry: files the edge serves from the image (or a Tigris bucket)."""
+
+    guest_path: str
+    url_prefix: str
+    tigris_bucket: str | None = None
+    index_document: str | None = None
+    extra: Extra = field(default=(), hash=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProxyProtoOptions:
     """``proxy_proto_options``: the PROXY protocol version (needs the ``proxy_proto`` handler)."""
 
@@ -268,6 +307,7 @@ class ServicePort:
     handlers: tuple[str, ...] = ()
     force_https: bool | None = None
     tls_options: TlsOptions | None = None
+    http_options: HttpOptions | None = None
     proxy_proto_options: ProxyProtoOptions | None = None
     extra: Extra = field(default=(), hash=False)
 

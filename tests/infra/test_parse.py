@@ -17,12 +17,15 @@ from infra.flytoml.model import (
     Duration,
     FlyConfig,
     HttpCheck,
+    HttpOptions,
+    HttpResponseOptions,
     HttpService,
     Metrics,
     Mount,
     Restart,
     Service,
     ServicePort,
+    Static,
     TlsOptions,
     TopLevelCheck,
     Vm,
@@ -65,7 +68,11 @@ _deploys = st.sampled_from(
     [
         Deploy(),
         Deploy(strategy="immediate", release_command="bin/migrate --yes"),
-        Deploy(release_command="bin/migrate", release_command_timeout=Duration("5m0s")),
+        Deploy(
+            release_command="bin/migrate",
+            release_command_timeout=Duration("5m0s"),
+            release_command_vm=Vm(size="shared-cpu-2x", memory="1gb"),
+        ),
     ]
 )
 _top_checks = st.sampled_from(
@@ -91,7 +98,14 @@ _other_services = st.sampled_from(
             Service(
                 protocol="udp",
                 internal_port=5000,
-                ports=(ServicePort(start_port=5000, end_port=5009),),
+                ports=(
+                    ServicePort(start_port=5000, end_port=5009),
+                    ServicePort(
+                        port=5443,
+                        handlers=("tls", "http"),
+                        http_options=HttpOptions(compress=True, idle_timeout=60),
+                    ),
+                ),
             ),
         ),
     ]
@@ -104,7 +118,13 @@ def _http_with_options(processes: tuple[str, ...]) -> HttpService:
         processes=processes,
         tls_options=TlsOptions(alpn=("h2", "http/1.1")),
         checks=(HttpCheck(path="/healthz", protocol="http", headers=(("Host", "x"),)),),
-        extra=(("http_options", {"idle_timeout": 600, "h2_backend": True}),),
+        http_options=HttpOptions(
+            idle_timeout=600,
+            h2_backend=True,
+            headers_read_timeout=10,
+            response=HttpResponseOptions(headers=(("X-Frame-Options", "DENY"), ("Server", False))),
+        ),
+        extra=(("machine_checks", [{"command": ["true"], "image": "busybox"}]),),
     )
 
 
@@ -150,6 +170,11 @@ def _configs(draw: st.DrawFn) -> FlyConfig:
         deploy=draw(_deploys),
         console_command=draw(st.sampled_from([None, "/bin/sh -l"])),
         checks=draw(_top_checks),
+        statics=draw(
+            st.sampled_from(
+                [(), (Static(guest_path="/app/public", url_prefix="/static", index_document="i"),)]
+            )
+        ),
         restarts=draw(st.sampled_from([(), (Restart(policy="always", processes=("app",)),)])),
         machines=machines,
         broker="redis" if machines > 1 else draw(st.sampled_from(["memory", "redis"])),
