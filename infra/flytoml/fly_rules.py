@@ -15,7 +15,7 @@ from typing import Final
 
 from infra.flytoml.findings import Finding
 from infra.flytoml.model import VM_SIZES, Duration, FlyConfig, HttpCheck, TcpCheck, Vm
-from infra.flytoml.vocabulary import parse_ram_mb, shell_split_error
+from infra.flytoml.vocabulary import parse_human_gb, parse_ram_mb, shell_split_error
 
 __all__ = ["FLY_RULES", "fly_findings"]
 
@@ -260,7 +260,7 @@ def mounts(config: FlyConfig) -> Iterator[Finding]:
         if not mount.initial_size:
             continue
         size = mount.initial_size
-        gigabytes = int(size) if size.isdigit() else _human_gb(size)
+        gigabytes = parse_human_gb(size)
         if gigabytes is None:
             yield _error(
                 "mount-initial-size",
@@ -277,12 +277,6 @@ def mounts(config: FlyConfig) -> Iterator[Finding]:
                 f"mount '{mount.source}' has an initial_size '{size}' value which is smaller "
                 "than 1GB",
             )
-
-
-def _human_gb(text: str) -> int | None:
-    """go-units FromHumanSize (decimal units) in GB, as flyctl's ParseSize does."""
-    mb = parse_ram_mb(text)  # same syntax; decimal vs binary only matters near the bounds
-    return None if mb is None else mb // 1024
 
 
 def restarts(config: FlyConfig) -> Iterator[Finding]:

@@ -29,6 +29,7 @@ __all__ = [
     "ROOT",
     "STRICT_SKIPPED",
     "Node",
+    "parse_human_gb",
     "parse_ram_mb",
     "shell_split_error",
 ]
@@ -231,6 +232,24 @@ STRICT_SKIPPED: Final = frozenset(
 
 _RAM = re.compile(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
 _RAM_UNITS: Final = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def parse_human_gb(text: str) -> int | None:
+    """A size in whole GB the way flyctl reads ``[mounts] initial_size`` (helpers/units.go
+    ParseSize with go-units ``FromHumanSize``: decimal units, ``i`` ignored; a bare integer is
+    GB); ``None`` when unreadable."""
+    if text.isdigit():
+        return int(text)
+    match = _RAM.fullmatch(text)
+    if match is None:
+        return None
+    number, unit = match.groups()
+    try:
+        size = float(number)
+    except ValueError:
+        return None
+    factor = 1000 ** ("kmgtp".index(unit.lower()) + 1) if unit else 1
+    return int(size * factor) // 1000**3
 
 
 def parse_ram_mb(text: str) -> int | None:

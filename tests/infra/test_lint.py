@@ -201,3 +201,16 @@ def test_format_finding() -> None:
     assert format_finding("fly.toml", finding) == (
         'fly.toml: error[kill-signal] kill_signal: bad (found "SIGHUP")'
     )
+
+
+@pytest.mark.parametrize(
+    ("size", "refused"),
+    [("1000mb", False), ("999mb", True), ("1", False), ("1GiB", False), ("0.5gb", True)],
+)
+def test_mount_initial_size_is_read_in_decimal_gb(size: str, refused: bool) -> None:
+    """initial_size is read with go-units FromHumanSize (decimal) as flyctl does: under 1GB is
+    refused with flyctl's message."""
+    text = f'app = "x"\n[mounts]\nsource = "d"\ndestination = "/d"\ninitial_size = "{size}"\n'
+    messages = [f.message for f in lint_fly_toml(text) if f.rule == "mount-initial-size"]
+    expected = [f"mount 'd' has an initial_size '{size}' value which is smaller than 1GB"]
+    assert messages == (expected if refused else [])

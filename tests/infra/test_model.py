@@ -212,6 +212,13 @@ ERROR_CASES: list[tuple[str, Callable[[], FlyConfig], str]] = [
         "mounts[0].initial_size",
     ),
     (
+        "mount-initial-size",
+        lambda: dataclasses.replace(
+            BASE, mounts=(Mount(source="d", destination="/d", initial_size="1.5 terabytes"),)
+        ),
+        "mounts[0].initial_size",
+    ),
+    (
         "restart-processes",
         lambda: dataclasses.replace(BASE, restarts=(Restart(processes=("worker",)),)),
         "restart[0].processes",
