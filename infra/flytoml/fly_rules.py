@@ -304,9 +304,9 @@ def restarts(config: FlyConfig) -> Iterator[Finding]:
 
 
 def vms(config: FlyConfig) -> Iterator[Finding]:
-    """error ``vm-size`` (fly-go machine_types.go:476-495 via machines.go:455-458),
+    """error ``vm-size`` (fly-go machine_types.go:477-507 via machines.go:455-458),
     ``vm-memory`` (unreadable or zero, machines.go:464-473) and ``vm-memory-range`` (memory per
-    CPU, refused by the Machines API at deploy; fly-go machine_types.go MIN/MAX constants)."""
+    CPU, refused by the Machines API at deploy; fly-go machine_types.go:549-555)."""
     for index, vm in enumerate(config.vms):
         key = f"vm[{index}]"
         if vm.size is not None and vm.size not in VM_SIZES:

@@ -85,7 +85,7 @@ def _concurrency(table: TableReader) -> Concurrency | None:
                     key=table.key("concurrency"),
                     value=legacy,
                     message=f"Unknown value '{legacy}' for concurrency limits (flyctl refuses "
-                    "to load it, patches.go:392)",
+                    "to load it, patches.go:394)",
                 )
             )
             return None
