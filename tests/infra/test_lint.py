@@ -214,3 +214,61 @@ def test_mount_initial_size_is_read_in_decimal_gb(size: str, refused: bool) -> N
     messages = [f.message for f in lint_fly_toml(text) if f.rule == "mount-initial-size"]
     expected = [f"mount 'd' has an initial_size '{size}' value which is smaller than 1GB"]
     assert messages == (expected if refused else [])
+
+
+# What issue 10 item 2 found lint refusing, though flyctl accepts it.
+ACCEPTED_BY_FLYCTL: list[tuple[str, str]] = [
+    (
+        "string port",
+        '[[services]]\ninternal_port = "8080"\nprotocol = "tcp"\n'
+        '[[services.ports]]\nport = "443"\nhandlers = ["tls", "http"]\n',
+    ),
+    ("integer env", "[env]\nWORKERS = 4\nDEBUG = false\n"),
+    (
+        "legacy concurrency",
+        '[[services]]\ninternal_port = 8080\nprotocol = "tcp"\n'
+        'concurrency = "20,25"\n[[services.ports]]\nport = 443\nhandlers = ["tls", "http"]\n',
+    ),
+    ("performance-16x", '[[vm]]\nsize = "performance-16x"\nmemory = "32gb"\n'),
+    ("gpu a100-80gb", '[[vm]]\nsize = "a100-80gb"\n'),
+    ("gpu l40s", '[[vm]]\nsize = "l40s"\nmemory = "32gb"\n'),
+    ("memory bare MB", '[[vm]]\nmemory = "1024"\n'),
+    ("memory 512m", '[[vm]]\nmemory = "512m"\n'),
+    ("memory 1.5gb", '[[vm]]\nsize = "shared-cpu-1x"\nmemory = "1.5gb"\n'),
+    ("memory 2GiB", '[[vm]]\nsize = "shared-cpu-2x"\nmemory = "2GiB"\n'),
+    (
+        "tcp and udp on one port",
+        '[[services]]\ninternal_port = 5000\nprotocol = "tcp"\n'
+        "[[services.ports]]\nport = 5000\n[[services]]\ninternal_port = 5000\n"
+        'protocol = "udp"\n[[services.ports]]\nport = 5000\n',
+    ),
+    (
+        "port range",
+        '[[services]]\ninternal_port = 7000\nprotocol = "tcp"\n'
+        "[[services.ports]]\nstart_port = 7000\nend_port = 7099\n",
+    ),
+    (
+        "http on 80/443 to internal 8081",
+        '[[services]]\ninternal_port = 8081\nprotocol = "tcp"\n'
+        '[[services.ports]]\nport = 80\nhandlers = ["http"]\n[[services.ports]]\nport = 443\n'
+        'handlers = ["tls", "http"]\n',
+    ),
+    ("FLY_RESTORED_FROM", '[env]\nFLY_RESTORED_FROM = "vol_123"\n'),
+    (
+        "processes everywhere",
+        '[processes]\napp = "run"\nworker = "work"\n'
+        '[[services]]\ninternal_port = 9\nprotocol = "tcp"\nprocesses = ["app"]\n'
+        '[[services.ports]]\nport = 9\n[[vm]]\nprocesses = ["worker"]\n'
+        '[checks.alive]\ntype = "tcp"\nport = 9\nprocesses = ["app"]\n',
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "toml", [case[1] for case in ACCEPTED_BY_FLYCTL], ids=[case[0] for case in ACCEPTED_BY_FLYCTL]
+)
+def test_what_flyctl_accepts_passes_strict(toml: str) -> None:
+    """Files flyctl v0.4.87 accepts pass lint --strict (issue 10 item 2's cases)."""
+    findings = lint_fly_toml('app = "x"\n' + toml)
+    assert exit_status(findings, strict=True) == 0, findings
+    assert [f for f in findings if f.severity == "error"] == []
