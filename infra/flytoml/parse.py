@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
-from typing import cast
+from typing import Final, cast
 
 from infra.errors import ConfigError
 from infra.flytoml.findings import Finding
@@ -54,6 +54,13 @@ from infra.flytoml.reader import TableReader, go_string
 
 __all__ = ["ParseResult", "parse_fly_toml"]
 
+_ALIASES: Final = {
+    "vm": ("compute", "computes", "vm"),
+    "mounts": ("mount", "mounts"),
+    "metrics": ("metric", "metrics"),
+}
+"""The names flyctl's patches merge into one section (patches.go:230-289); render writes the
+section's own name."""
 _DEPLOYMENT = re.compile(r'^# deployment: machines = (\d+), broker = "(memory|redis)"$', re.M)
 
 
@@ -301,9 +308,9 @@ def parse_fly_toml(text: str) -> ParseResult:
         processes=_processes(root),
         http_service=_http_service(root.table("http_service")),
         services=tuple(services),
-        vms=tuple(_vm(table) for table in root.tables("vm")),
-        mounts=tuple(mount(table) for table in root.tables("mounts")),
-        metrics=tuple(metrics(table) for table in root.tables("metrics")),
+        vms=tuple(_vm(table) for name in _ALIASES["vm"] for table in root.tables(name)),
+        mounts=tuple(mount(table) for name in _ALIASES["mounts"] for table in root.tables(name)),
+        metrics=tuple(metrics(t) for name in _ALIASES["metrics"] for t in root.tables(name)),
         restarts=tuple(restart(table) for table in root.tables("restart")),
         checks=tuple(_top_check(name, table) for name, table in root.named_tables("checks")),
         statics=tuple(static(table) for table in root.tables("statics")),

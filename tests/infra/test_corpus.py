@@ -176,10 +176,17 @@ def _paths(value: object, prefix: str = "") -> set[str]:
 
 
 _ALIASES = {"build.build_target": "build.build-target"}
+_SECTION_ALIASES = {"mount": "mounts", "metric": "metrics", "compute": "vm", "computes": "vm"}
+"""flyctl's aliases (patches.go:172, 230-289): render writes the key flyctl uses."""
+
+
+def _alias(path: str) -> str:
+    head, dot, rest = path.partition(".")
+    return _ALIASES.get(path, _SECTION_ALIASES.get(head, head) + dot + rest)
 
 
 def _known_paths(text: str, unknown: set[str]) -> set[str]:
-    paths = {_ALIASES.get(path, path) for path in _paths(tomllib.loads(text))}
+    paths = {_alias(path) for path in _paths(tomllib.loads(text))}
     return {path for path in paths if not any(path.startswith(key) for key in unknown)}
 
 

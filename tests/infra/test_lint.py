@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from infra.flytoml.lint import exit_status, format_finding, lint_fly_toml
+from infra.flytoml.parse import parse_fly_toml
 from infra.flytoml.rules import PU02_REASON, Finding
 
 DATA = Path(__file__).parent / "data"
@@ -272,3 +273,21 @@ def test_what_flyctl_accepts_passes_strict(toml: str) -> None:
     findings = lint_fly_toml('app = "x"\n' + toml)
     assert exit_status(findings, strict=True) == 0, findings
     assert [f for f in findings if f.severity == "error"] == []
+
+
+def test_section_aliases_are_read_as_flyctl_merges_them() -> None:
+    """[mount], [[compute]] and [[metric]] are flyctl's aliases of [mounts], [[vm]] and
+    [[metrics]]: the rules see them (a canary deploy with [mount] is refused) and render writes
+    flyctl's own names."""
+    text = (
+        'app = "x"\n[deploy]\nstrategy = "canary"\n[mount]\nsource = "d"\ndestination = "/d"\n'
+        '[[compute]]\nsize = "shared-cpu-9x"\n[[metric]]\nport = 9091\npath = "/m"\n'
+    )
+    findings = lint_fly_toml(text)
+    assert {(f.rule, f.key) for f in findings if f.severity == "error"} == {
+        ("canary-with-mounts", "deploy.strategy"),
+        ("vm-size", "vm[0].size"),
+    }
+    config = parse_fly_toml(text).config
+    assert [m.source for m in config.mounts] == ["d"]
+    assert [m.port for m in config.metrics] == [9091]
