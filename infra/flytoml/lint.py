@@ -1,18 +1,27 @@
 """Lint a fly.toml: every parse finding and every rule finding, errors and warnings.
 
 The rules are the same ones :meth:`FlyConfig.check` raises from (``infra.flytoml.rules``); lint adds
-what only the text shows (unknown keys, bare-integer durations) and reports everything.
+what only the text shows (keys flyctl does not know, bare-integer durations) and reports
+everything. The exit status follows flyctl v0.4.87: errors fail; with ``--strict`` the keys
+``fly config validate --strict`` calls unrecognised fail too (``unknown-key``), and so do the
+warnings of the project's WebSocket rules. Fly's own warnings (flyctl prints them and goes on)
+and advice such as ``ignored-key`` never fail.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 from infra.errors import format_value
+from infra.flytoml.findings import Finding
 from infra.flytoml.parse import parse_fly_toml
-from infra.flytoml.rules import Finding
+from infra.flytoml.rules import WEBSOCKET_RULES
 
-__all__ = ["Finding", "exit_status", "format_finding", "lint_fly_toml"]
+__all__ = ["STRICT_ONLY_RULES", "Finding", "exit_status", "format_finding", "lint_fly_toml"]
+
+STRICT_ONLY_RULES: Final = frozenset({"unknown-key"})
+"""Warnings that fail ``--strict`` as flyctl's own ``--strict`` does."""
 
 
 def lint_fly_toml(text: str) -> list[Finding]:
@@ -27,7 +36,13 @@ def format_finding(path: str, finding: Finding) -> str:
     return f"{path}: {finding.severity}[{finding.rule}] {finding.key}: {finding.message}{found}"
 
 
+def fails(finding: Finding, *, strict: bool) -> bool:
+    """Whether ``finding`` makes lint exit 1."""
+    if finding.severity == "error":
+        return True
+    return strict and (finding.rule in STRICT_ONLY_RULES or finding.rule in WEBSOCKET_RULES)
+
+
 def exit_status(findings: Iterable[Finding], *, strict: bool) -> int:
-    """1 when any error (or, with ``strict``, any warning) was found, else 0."""
-    failing = {"error", "warning"} if strict else {"error"}
-    return 1 if any(finding.severity in failing for finding in findings) else 0
+    """1 when any finding fails (see :func:`fails`), else 0."""
+    return 1 if any(fails(finding, strict=strict) for finding in findings) else 0

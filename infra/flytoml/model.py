@@ -9,22 +9,51 @@ Field types are deliberately loose where fly.toml is (``str`` for handlers, sign
 the model must be able to hold a wrong file so that lint can say what is wrong with it.
 
 Which ``[[services]]`` entry is the WebSocket service? The entry that is a
-:class:`WebSocketService` instance. ``parse`` decides by port: the first ``[[services]]`` entry
-whose ``internal_port`` equals ``[env] WS_PORT`` (the port the backend listens on for
-WebSockets; 8081 when ``WS_PORT`` is absent) becomes a :class:`WebSocketService`. A config
-without one is an error (rule ``websocket-missing``).
+:class:`WebSocketService` instance. A file says so with ``[env] WS_PORT`` (the port this
+project's backend listens on for WebSockets; every file the project renders sets it): ``parse``
+makes the first ``[[services]]`` entry whose ``internal_port`` equals it a
+:class:`WebSocketService`, and reports ``websocket-missing`` when there is none. A file without
+``WS_PORT`` (any other app) has no WebSocket service: the project's WebSocket rules leave it
+alone, except that the incident's shape (a port other than 80/443 behind ``["tls", "http"]``)
+is reported as ``pu02-prone``.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal
+from dataclasses import dataclass, field
+from typing import Final, Literal
 
 from infra.errors import ConfigError
-
-if TYPE_CHECKING:
-    from infra.flytoml.rules import Finding
+from infra.flytoml.findings import Finding, Judge, ServiceJudge, raise_first
+from infra.flytoml.sections import (
+    AUTO_STOP_VALUES,
+    DEPLOY_STRATEGIES,
+    EDGE_CONNECTION_CAP,
+    HANDLERS,
+    KILL_SIGNALS,
+    RESTART_POLICIES,
+    TLS_VERSIONS,
+    VM_SIZES,
+    WEBSOCKET_PORT,
+    Build,
+    Concurrency,
+    Deploy,
+    Duration,
+    Extra,
+    HttpCheck,
+    HttpOptions,
+    HttpResponseOptions,
+    Metrics,
+    Mount,
+    ProxyProtoOptions,
+    Restart,
+    ServicePort,
+    Static,
+    TcpCheck,
+    TlsOptions,
+    TopLevelCheck,
+    Vm,
+)
 
 __all__ = [
     "AUTO_STOP_VALUES",
@@ -42,208 +71,28 @@ __all__ = [
     "ConfigError",
     "Deploy",
     "Duration",
+    "Extra",
     "FlyConfig",
     "HttpCheck",
+    "HttpOptions",
+    "HttpResponseOptions",
     "HttpService",
     "Metrics",
+    "Mount",
     "ProxyProtoOptions",
     "Restart",
     "Service",
     "ServicePort",
+    "Static",
     "TcpCheck",
     "TlsOptions",
     "TopLevelCheck",
     "Vm",
     "WebSocketService",
+    "register_rules",
 ]
 
 Broker = Literal["memory", "redis"]
-
-HANDLERS: Final = frozenset({"http", "tls", "pg_tls", "proxy_proto"})
-TLS_VERSIONS: Final = ("TLSv1.2", "TLSv1.3")
-KILL_SIGNALS: Final = ("SIGINT", "SIGTERM", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGKILL", "SIGSTOP")
-DEPLOY_STRATEGIES: Final = ("rolling", "immediate", "canary", "bluegreen")
-AUTO_STOP_VALUES: Final = ("off", "stop", "suspend")
-RESTART_POLICIES: Final = ("always", "never", "on-failure")
-VM_SIZES: Final = frozenset(
-    [f"shared-cpu-{n}x" for n in (1, 2, 4, 6, 8)] + [f"performance-{n}x" for n in (1, 2, 4, 8, 16)]
-)
-WEBSOCKET_PORT: Final = 8081
-"""The WebSocket port (internal and public) unless ``[env] WS_PORT`` says otherwise."""
-EDGE_CONNECTION_CAP: Final = 2048
-"""Fly's limit of concurrent connections per edge per app."""
-
-_DURATION = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS: Final = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Duration:
-    """A Go duration string (``"15s"``, ``"10m0s"``); always rendered as a string.
-
-    ``text`` keeps the form it was written in, so rendering reproduces it exactly;
-    ``seconds`` is its value. A bare number is not a duration (fly-go would read an integer
-    as nanoseconds): ``Duration("15")`` raises ``ValueError``.
-    """
-
-    text: str
-
-    def __post_init__(self) -> None:
-        if self.text != "0" and not _DURATION.fullmatch(self.text):
-            raise ValueError(f'not a duration like "15s" or "10m0s": {self.text!r}')
-
-    @property
-    def seconds(self) -> float:
-        """The duration in seconds."""
-        return sum(
-            float(number) * _UNIT_SECONDS[unit]
-            for number, unit in _DURATION_PART.findall(self.text)
-        )
-
-    @classmethod
-    def of_seconds(cls, seconds: int) -> Duration:
-        """A duration of whole seconds, written ``"<n>s"``."""
-        return cls(f"{seconds}s")
-
-    def __str__(self) -> str:
-        return self.text
-
-
-# -- [build], [deploy], [[vm]], [[metrics]], [[restart]] ---------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Build:
-    """``[build]``: how flyctl builds the image (the build context is chosen by the caller)."""
-
-    dockerfile: str | None = "Dockerfile"
-    ignorefile: str | None = None
-    build_target: str | None = None
-    image: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Deploy:
-    """``[deploy]``: the release strategy and how long flyctl waits for healthy machines."""
-
-    strategy: str = "rolling"
-    max_unavailable: float | None = None
-    wait_timeout: Duration = Duration("5m0s")
-    release_command: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Vm:
-    """One ``[[vm]]`` entry: a size preset and/or explicit memory (``"512mb"``) and cpus."""
-
-    size: str | None = "shared-cpu-1x"
-    memory: str | None = "512mb"
-    cpus: int | None = None
-    cpu_kind: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Metrics:
-    """One ``[[metrics]]`` entry: where Fly scrapes Prometheus metrics inside the machine.
-
-    The default is the backend's ``METRICS_PORT`` (9091), a port no service exposes: metrics
-    stay off the public edge."""
-
-    port: int = 9091
-    path: str = "/metrics"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Restart:
-    """One ``[[restart]]`` entry: the machine restart policy."""
-
-    policy: str = "on-failure"
-    retries: int | None = None
-
-
-# -- checks ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TcpCheck:
-    """``[[services.tcp_checks]]``: the machine accepts a TCP connection on the service port."""
-
-    interval: Duration | None = Duration("15s")
-    timeout: Duration | None = Duration("2s")
-    grace_period: Duration | None = Duration("10s")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HttpCheck:
-    """``[[http_service.checks]]`` or ``[[services.http_checks]]``: GET ``path`` answers 2xx."""
-
-    interval: Duration | None = Duration("15s")
-    timeout: Duration | None = Duration("2s")
-    grace_period: Duration | None = Duration("10s")
-    method: str | None = "GET"
-    path: str = "/healthz"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TopLevelCheck:
-    """One top-level ``[checks.<name>]`` machine check (used by deploys, not by the proxy)."""
-
-    name: str
-    type: str = "http"
-    port: int | None = 8080
-    path: str | None = "/healthz"
-    method: str | None = None
-    interval: Duration | None = Duration("15s")
-    timeout: Duration | None = Duration("2s")
-    grace_period: Duration | None = None
-
-
-# -- services ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Concurrency:
-    """``concurrency``: what the proxy counts (``connections`` / ``requests``) and the limits."""
-
-    type: str | None = "connections"
-    soft_limit: int | None = None
-    hard_limit: int | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TlsOptions:
-    """``tls_options`` of a port: the ALPN protocols the edge offers and the TLS versions."""
-
-    alpn: tuple[str, ...] = ()
-    versions: tuple[str, ...] = ()
-    default_self_signed: bool | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProxyProtoOptions:
-    """``proxy_proto_options``: the PROXY protocol version (needs the ``proxy_proto`` handler)."""
-
-    version: str = "v1"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServicePort:
-    """One ``[[services.ports]]`` entry: a public port and the edge handlers in front of it."""
-
-    port: int
-    handlers: tuple[str, ...] = ()
-    force_https: bool | None = None
-    tls_options: TlsOptions | None = None
-    proxy_proto_options: ProxyProtoOptions | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -259,13 +108,17 @@ class Service:
     concurrency: Concurrency | None = None
     tcp_checks: tuple[TcpCheck, ...] = ()
     http_checks: tuple[HttpCheck, ...] = ()
+    processes: tuple[str, ...] = ()
+    extra: Extra = field(default=(), hash=False)
 
-    def check(self) -> None:
-        """Raise the first error the service rules find in this entry on its own (judged as
-        the WebSocket service when it is a :class:`WebSocketService`)."""
-        from infra.flytoml.rules import service_findings  # noqa: PLC0415  (checks imports this module)
+    def findings(self, *, index: int) -> list[Finding]:
+        """The service rules' findings on this entry on its own, keyed ``services[index]``
+        (judged as the WebSocket service when it is a :class:`WebSocketService`)."""
+        return _rules().service(self, index)
 
-        _raise_first(service_findings(self, index=0))
+    def check(self, *, index: int) -> None:
+        """Raise the first error of :meth:`findings` as a ``ConfigError``."""
+        raise_first(self.findings(index=index))
 
 
 _WS_TLS_OPTIONS: Final = TlsOptions(alpn=("http/1.1",), versions=TLS_VERSIONS)
@@ -288,7 +141,7 @@ class WebSocketService(Service):
     ports: tuple[ServicePort, ...] = (
         ServicePort(port=WEBSOCKET_PORT, handlers=("tls",), tls_options=_WS_TLS_OPTIONS),
     )
-    concurrency: Concurrency | None = Concurrency(
+    concurrency: Concurrency | None = Concurrency(  # noqa: RUF009  (frozen, shared safely)
         type="connections", soft_limit=1000, hard_limit=1500
     )
     tcp_checks: tuple[TcpCheck, ...] = (TcpCheck(),)
@@ -337,7 +190,12 @@ class WebSocketService(Service):
             raise ConfigError(
                 key="services.ports", value=[], reason="the websocket service has no public port"
             )
-        return self.ports[0].port
+        numbers = self.ports[0].numbers
+        if not numbers:
+            raise ConfigError(
+                key="services.ports", value=[], reason="the websocket service has no public port"
+            )
+        return numbers[0]
 
     @property
     def proxy_proto(self) -> str | None:
@@ -356,8 +214,14 @@ class HttpService:
     auto_stop_machines: str | None = "off"
     auto_start_machines: bool | None = True
     min_machines_running: int | None = None
-    concurrency: Concurrency | None = Concurrency(type="requests", soft_limit=200, hard_limit=250)
+    concurrency: Concurrency | None = Concurrency(  # noqa: RUF009  (frozen, shared safely)
+        type="requests", soft_limit=200, hard_limit=250
+    )
+    tls_options: TlsOptions | None = None
+    http_options: HttpOptions | None = None
     checks: tuple[HttpCheck, ...] = (HttpCheck(),)
+    processes: tuple[str, ...] = ()
+    extra: Extra = field(default=(), hash=False)
 
 
 # -- the whole file ----------------------------------------------------------------------------
@@ -376,17 +240,22 @@ class FlyConfig:
     app: str
     primary_region: str | None = None
     kill_signal: str | None = "SIGTERM"
-    kill_timeout: Duration | None = Duration("30s")
+    kill_timeout: Duration | None = Duration("30s")  # noqa: RUF009  (frozen)
     swap_size_mb: int | None = None
+    console_command: str | None = None
     build: Build | None = None
-    deploy: Deploy = Deploy()
+    deploy: Deploy = Deploy()  # noqa: RUF009  (frozen)
     env: tuple[tuple[str, str], ...] = ()
+    processes: tuple[tuple[str, str], ...] = ()
     http_service: HttpService | None = None
     services: tuple[Service, ...] = (WebSocketService(),)
     vms: tuple[Vm, ...] = ()
+    mounts: tuple[Mount, ...] = ()
     metrics: tuple[Metrics, ...] = ()
     restarts: tuple[Restart, ...] = ()
     checks: tuple[TopLevelCheck, ...] = ()
+    statics: tuple[Static, ...] = ()
+    extra: Extra = field(default=(), hash=False)
     machines: int | None = None
     broker: Broker = "memory"
 
@@ -414,18 +283,32 @@ class FlyConfig:
 
     def findings(self) -> list[Finding]:
         """Every finding of every rule, errors and warnings, in rule order."""
-        from infra.flytoml.rules import config_findings  # noqa: PLC0415  (checks imports this module)
-
-        return config_findings(self)
+        return _rules().config(self)
 
     def check(self) -> None:
         """Raise the first error finding as a ``ConfigError``; warnings do not raise."""
-        from infra.flytoml.rules import config_findings  # noqa: PLC0415  (checks imports this module)
-
-        _raise_first(config_findings(self))
+        raise_first(self.findings())
 
 
-def _raise_first(findings: list[Finding]) -> None:
-    for finding in findings:
-        if finding.severity == "error":
-            raise finding.error()
+# -- the rules, registered by ``infra.flytoml.rules`` (which imports this module, not the reverse)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    config: Judge
+    service: ServiceJudge
+
+
+_REGISTERED: list[_Rules] = []
+
+
+def register_rules(*, config: Judge, service: ServiceJudge) -> None:
+    """Install the rule set that ``check()``/``findings()`` apply (called once by ``rules``;
+    ``infra/flytoml/__init__.py`` imports ``rules`` so it is always installed)."""
+    _REGISTERED[:] = [_Rules(config=config, service=service)]
+
+
+def _rules() -> _Rules:
+    if not _REGISTERED:
+        raise RuntimeError("infra.flytoml.rules is not loaded")
+    return _REGISTERED[0]

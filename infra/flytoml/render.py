@@ -1,8 +1,9 @@
 """Model -> fly.toml text (tomlkit), deterministic and commented.
 
 Keys come out in the model's field order (scalars, then sub-tables, then arrays of tables),
-``None`` and empty lists are left out, durations are always strings. The config is checked
-first: an invalid model cannot be rendered.
+then each table's ``extra`` keys as they were read; ``None`` and empty lists are left out,
+durations are always strings, ``build_target`` is written ``build-target`` (flyctl's key). The
+config is checked first: an invalid model cannot be rendered.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ DEPLOYMENT_COMMENT: Final = "deployment:"
 """The header comment carrying ``machines`` and ``broker`` (fly.toml has no key for them)."""
 
 _INLINE: Final = frozenset({"tls_options", "proxy_proto_options"})
-_TOML_NAMES: Final = {"vms": "vm", "restarts": "restart"}
-_NOT_IN_TOML: Final = frozenset({"machines", "broker", "name"})
+_TOML_NAMES: Final = {"vms": "vm", "restarts": "restart", "build_target": "build-target"}
+_NOT_IN_TOML: Final = frozenset({"machines", "broker", "name", "extra"})
+_PAIR_TABLES: Final = frozenset({"env", "processes"})
+"""FlyConfig fields holding (name, value) pairs, written as tables (check ``headers`` are
+pairs too, written inline)."""
 
 _WS_SERVICE_COMMENT: Final = (
     "The WebSocket service: raw TCP with TLS terminated at Fly's edge. With Fly's HTTP handler",
@@ -40,6 +44,10 @@ def _scalar(value: object) -> object:
         return value.text
     if isinstance(value, tuple):
         return [_scalar(item) for item in value]
+    if isinstance(value, dict):
+        inline = tomlkit.inline_table()
+        inline.update({key: _scalar(item) for key, item in value.items()})
+        return inline
     return value
 
 
@@ -61,14 +69,27 @@ def _fill(table: Table | InlineTable | TOMLDocument, obj: object) -> None:
             continue
         value = getattr(obj, field.name)
         name = _TOML_NAMES.get(field.name, field.name)
-        if value is None or value == ():
+        if (
+            value is None
+            or value == ()
+            or (isinstance(obj, ServicePort) and name == "port" and not value)
+        ):
             continue
-        if field.name == "env":
+        if field.name == "headers":
+            scalars.append((name, dict(value)))
+        elif field.name in _PAIR_TABLES and isinstance(obj, FlyConfig):
             tables.append((name, _env_table(value)))
         elif _is_table_list(value):
             lists.append((name, value))
         elif _is_table(value) and name not in _INLINE:
             tables.append((name, value))
+        else:
+            scalars.append((name, value))
+    for name, value in getattr(obj, "extra", ()):
+        if isinstance(value, dict) and not isinstance(table, InlineTable):
+            tables.append((name, tomlkit.item(value)))
+        elif _is_raw_table_list(value) and not isinstance(table, InlineTable):
+            lists.append((name, tuple(value)))
         else:
             scalars.append((name, value))
     for name, value in scalars:
@@ -79,18 +100,24 @@ def _fill(table: Table | InlineTable | TOMLDocument, obj: object) -> None:
         else:
             table.add(name, _scalar(value))
     for name, value in tables:
-        if isinstance(value, Table):
+        if isinstance(value, Table | dict):
             table.add(name, value)
             continue
         sub = tomlkit.table()
         _fill(sub, value)
         table.add(name, sub)
     for name, items in lists:
-        if all(isinstance(item, TopLevelCheck) for item in items):
+        if all(isinstance(item, dict) for item in items):
+            table.add(name, tomlkit.item(list(items)))
+        elif all(isinstance(item, TopLevelCheck) for item in items):
             table.add(name, _named_tables(cast(tuple[TopLevelCheck, ...], items)))
         else:
             websocket = isinstance(obj, WebSocketService)
             table.add(name, _array_of_tables(items, websocket=websocket))
+
+
+def _is_raw_table_list(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(i, dict) for i in value)
 
 
 def _tls_without_http(port: ServicePort) -> bool:

@@ -5,6 +5,13 @@ a :class:`ConfigError` (stack settings, rendering, ``pulumi preview``), and ``li
 findings. Rules run in a fixed order, WebSocket service rules first, so the first error is the
 most telling one (for ``handlers = ["tls", "http"]`` it is the PU02 explanation).
 
+Three kinds of rule: Fly's own (``infra.flytoml.fly_rules``: what flyctl v0.4.87 refuses or
+warns about, with its severity); the platform rules flyctl does not check but the docs and
+FLY.md state (handlers, TLS versions, PROXY protocol, concurrency; flyctl issue #2521), here;
+and the project's WebSocket rules (:data:`WEBSOCKET_RULES`), which judge only the service a
+file marks as the WebSocket (``[env] WS_PORT``, see ``infra.flytoml.model``), plus
+``pu02-prone`` for the incident's shape in any file.
+
 Every finding names a dotted fly.toml key (``services[0].ports[0].handlers``, ``env.FLY_X``,
 ``checks.web.interval``); ``deployment.machines`` and ``deployment.broker`` name the two facts
 fly.toml has no key for (see :class:`FlyConfig`).
@@ -12,67 +19,66 @@ fly.toml has no key for (see :class:`FlyConfig`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 
-from infra.errors import ConfigError, format_value
+from infra.errors import format_value
+from infra.flytoml.findings import Finding
+from infra.flytoml.fly_rules import fly_findings
 from infra.flytoml.model import (
     AUTO_STOP_VALUES,
-    DEPLOY_STRATEGIES,
     EDGE_CONNECTION_CAP,
     HANDLERS,
     KILL_SIGNALS,
-    RESTART_POLICIES,
     TLS_VERSIONS,
-    VM_SIZES,
     Concurrency,
     Duration,
     FlyConfig,
-    HttpCheck,
     Service,
     ServicePort,
-    TcpCheck,
     WebSocketService,
+    register_rules,
 )
+from infra.flytoml.port_rules import metrics_ports, port_clashes
 
-__all__ = ["PU02_REASON", "Finding", "Severity", "config_findings", "service_findings"]
+__all__ = [
+    "PU02_PRONE_REASON",
+    "PU02_REASON",
+    "WEBSOCKET_RULES",
+    "Finding",
+    "config_findings",
+    "service_findings",
+]
 
-Severity = Literal["error", "warning"]
-
-PU02_REASON: Final = (
-    'the "http" handler puts Fly\'s HTTP proxy in front of the websocket port, and for this '
-    "service it does not complete the 101 upgrade: handshakes fail with [PU02] could not "
-    'complete HTTP request to instance; use handlers ["tls"] with protocol "tcp" so TLS ends '
-    "at the edge and the upgraded stream passes through raw"
+_PU02_KNOWN: Final = (
+    'on a WebSocket port other than 80/443 behind handlers ["tls", "http"], handshakes failed '
+    "with [PU02] could not complete HTTP request to instance, and raw TCP with TLS ended at the "
+    'edge (protocol "tcp", handlers ["tls"]) fixed it (docs/WEBSOCKET_HANDSHAKE_FIX.md; Fly\'s '
+    "http handler does support WebSockets in general)"
 )
-_MEMORY = re.compile(r"\d+(mb|gb)", re.IGNORECASE)
-_SERVICE_CHECK_MIN: Final = 1.0
-_SERVICE_CHECK_MAX: Final = 60.0
-_TOP_CHECK_MIN_INTERVAL: Final = 2.0
-_TOP_CHECK_MAX_TIMEOUT: Final = 60.0
+PU02_REASON: Final = f'the websocket port must not use the "http" handler: {_PU02_KNOWN}'
+PU02_PRONE_REASON: Final = (
+    f"the incident's shape, if this port carries WebSockets: {_PU02_KNOWN}; declare [env] "
+    "WS_PORT to have the WebSocket service checked"
+)
+WEBSOCKET_RULES: Final = frozenset(
+    {
+        "websocket-missing",
+        "ws-http-handler",
+        "ws-alpn-h2",
+        "ws-alpn-missing",
+        "ws-protocol",
+        "ws-no-port",
+        "ws-concurrency-type",
+        "ws-concurrency-default",
+        "ws-edge-cap",
+        "pu02-prone",
+    }
+)
+"""The project's WebSocket rules: ``lint --strict`` fails on their warnings too."""
 _KILL_TIMEOUT_MAX: Final = 300.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Finding:
-    """One rule's verdict on one key: ``rule`` id, ``severity``, dotted ``key``, ``value``."""
-
-    rule: str
-    severity: Severity
-    key: str
-    value: object
-    message: str
-
-    def error(self) -> ConfigError:
-        """This finding as the exception ``check()`` raises."""
-        return ConfigError(key=self.key, value=self.value, reason=self.message)
-
-    def __str__(self) -> str:
-        return (
-            f"{self.severity}[{self.rule}] {self.key} = {format_value(self.value)}: {self.message}"
-        )
+_FLY_WRITTEN_ENV: Final = frozenset({"FLY_RESTORED_FROM"})
+"""FLY_ names Fly itself writes into fly.toml (``fly volumes`` restores)."""
 
 
 def _error(rule: str, key: str, value: object, message: str) -> Finding:
@@ -99,13 +105,6 @@ def _duration_range(
         yield _error("duration-range", key, value, f"must be at most {high:g}s")
 
 
-def _service_check_durations(key: str, check: TcpCheck | HttpCheck) -> Iterator[Finding]:
-    low, high = _SERVICE_CHECK_MIN, _SERVICE_CHECK_MAX
-    yield from _duration_range(f"{key}.interval", check.interval, low=low, high=high)
-    yield from _duration_range(f"{key}.timeout", check.timeout, low=low, high=high)
-    yield from _duration_range(f"{key}.grace_period", check.grace_period, low=None, high=high)
-
-
 def _concurrency(key: str, concurrency: Concurrency) -> Iterator[Finding]:
     yield from _one_of(
         "concurrency-type", f"{key}.type", concurrency.type, ("connections", "requests")
@@ -116,8 +115,15 @@ def _concurrency(key: str, concurrency: Concurrency) -> Iterator[Finding]:
 
 
 def _port(prefix: str, port: ServicePort, *, websocket: bool) -> Iterator[Finding]:
-    if not 1 <= port.port <= 65535:
-        yield _error("port-range", f"{prefix}.port", port.port, "must be between 1 and 65535")
+    numbers = port.numbers
+    if not numbers or not (numbers[0] >= 1 and numbers[-1] <= 65535):
+        key = f"{prefix}.port" if port.port or port.start_port is None else f"{prefix}.start_port"
+        yield _error(
+            "port-range",
+            key,
+            port.port or [port.start_port, port.end_port],
+            "must be a port (or start_port..end_port) between 1 and 65535",
+        )
     for handler in port.handlers:
         if handler == "edge_http":
             yield _error(
@@ -136,6 +142,12 @@ def _port(prefix: str, port: ServicePort, *, websocket: bool) -> Iterator[Findin
             )
     if websocket and "http" in port.handlers:
         yield _error("ws-http-handler", f"{prefix}.handlers", port.handlers, PU02_REASON)
+    elif (
+        not websocket
+        and {"tls", "http"} <= set(port.handlers)
+        and any(number not in (80, 443) for number in numbers)
+    ):
+        yield _warning("pu02-prone", f"{prefix}.handlers", port.handlers, PU02_PRONE_REASON)
     if port.force_https and "http" not in port.handlers:
         yield _error(
             "force-https-without-http",
@@ -206,6 +218,13 @@ def _service(service: Service, *, index: int) -> Iterator[Finding]:
                 'the websocket service must use protocol "tcp" (TLS ends at the edge, the '
                 "stream passes through raw)",
             )
+    elif not service.protocol:
+        yield _warning(
+            "service-protocol",
+            f"{prefix}.protocol",
+            service.protocol,
+            'no protocol: write "tcp" or "udp" (flyctl passes it on empty)',
+        )
     elif service.protocol not in ("tcp", "udp"):
         yield _error(
             "service-protocol", f"{prefix}.protocol", service.protocol, 'must be "tcp" or "udp"'
@@ -246,10 +265,6 @@ def _service(service: Service, *, index: int) -> Iterator[Finding]:
         service.auto_stop_machines,
         AUTO_STOP_VALUES,
     )
-    for position, tcp_check in enumerate(service.tcp_checks):
-        yield from _service_check_durations(f"{prefix}.tcp_checks[{position}]", tcp_check)
-    for position, http_check in enumerate(service.http_checks):
-        yield from _service_check_durations(f"{prefix}.http_checks[{position}]", http_check)
 
 
 def _http_service(config: FlyConfig) -> Iterator[Finding]:
@@ -264,41 +279,6 @@ def _http_service(config: FlyConfig) -> Iterator[Finding]:
     )
     if http.concurrency is not None:
         yield from _concurrency("http_service.concurrency", http.concurrency)
-    for position, check in enumerate(http.checks):
-        yield from _service_check_durations(f"http_service.checks[{position}]", check)
-
-
-def _ports_and_clashes(config: FlyConfig) -> Iterator[Finding]:
-    public: dict[int, str] = {}
-    internal: dict[int, str] = {}
-    if config.http_service is not None:
-        public = {80: "http_service", 443: "http_service"}
-        internal[config.http_service.internal_port] = "http_service.internal_port"
-    for index, service in enumerate(config.services):
-        key = f"services[{index}].internal_port"
-        if service.internal_port in internal:
-            yield _error(
-                "duplicate-internal-port",
-                key,
-                service.internal_port,
-                f"already used by {internal[service.internal_port]}",
-            )
-        internal.setdefault(service.internal_port, key)
-        for position, port in enumerate(service.ports):
-            port_key = f"services[{index}].ports[{position}].port"
-            owner = public.get(port.port)
-            if owner == "http_service":
-                yield _error(
-                    "http-service-port-clash",
-                    port_key,
-                    port.port,
-                    "[http_service] already takes public ports 80 and 443; use another port",
-                )
-            elif owner is not None:
-                yield _error(
-                    "duplicate-public-port", port_key, port.port, f"already used by {owner}"
-                )
-            public.setdefault(port.port, port_key)
 
 
 def _has_health_check(config: FlyConfig) -> bool:
@@ -325,7 +305,6 @@ def _top_level(config: FlyConfig) -> Iterator[Finding]:
         "kill_timeout", config.kill_timeout, low=None, high=_KILL_TIMEOUT_MAX
     )
     deploy = config.deploy
-    yield from _one_of("deploy-strategy", "deploy.strategy", deploy.strategy, DEPLOY_STRATEGIES)
     if deploy.strategy == "bluegreen" and not _has_health_check(config):
         yield _error(
             "bluegreen-without-check",
@@ -341,65 +320,44 @@ def _top_level(config: FlyConfig) -> Iterator[Finding]:
             "must be a fraction in (0, 1) or a machine count >= 1",
         )
     for name, _value in config.env:
-        if name.upper().startswith("FLY_"):
+        if name.upper().startswith("FLY_") and name not in _FLY_WRITTEN_ENV:
             yield _error(
                 "env-fly-prefix",
                 f"env.{name}",
                 name,
-                "names starting with FLY_ are reserved by Fly",
+                "names starting with FLY_ are reserved by Fly, which sets them in the machine "
+                "(docs: machines/runtime-environment)",
             )
-    for index, vm in enumerate(config.vms):
-        if vm.size is not None and vm.size not in VM_SIZES:
-            yield _error(
-                "vm-size",
-                f"vm[{index}].size",
-                vm.size,
-                "unknown size preset; use shared-cpu-{1,2,4,6,8}x or performance-{1,2,4,8,16}x",
-            )
-        if vm.memory is not None and not _MEMORY.fullmatch(vm.memory):
-            yield _error(
-                "vm-memory", f"vm[{index}].memory", vm.memory, 'write memory like "512mb" or "1gb"'
-            )
-    for index, metrics in enumerate(config.metrics):
-        if not 1 <= metrics.port <= 65535:
-            yield _error(
-                "port-range", f"metrics[{index}].port", metrics.port, "must be between 1 and 65535"
-            )
-    for index, restart in enumerate(config.restarts):
-        yield from _one_of(
-            "restart-policy", f"restart[{index}].policy", restart.policy, RESTART_POLICIES
-        )
-    for check in config.checks:
-        key = f"checks.{check.name}"
-        yield from _one_of("check-type", f"{key}.type", check.type, ("http", "tcp"))
-        yield from _duration_range(
-            f"{key}.interval", check.interval, low=_TOP_CHECK_MIN_INTERVAL, high=None
-        )
-        yield from _duration_range(
-            f"{key}.timeout", check.timeout, low=None, high=_TOP_CHECK_MAX_TIMEOUT
-        )
 
 
 def config_findings(config: FlyConfig) -> list[Finding]:
     """Every finding for a whole config, in rule order (WebSocket service first)."""
     findings: list[Finding] = []
     websocket_index = config.websocket_index
-    if websocket_index is None:
+    ws_port = dict(config.env).get("WS_PORT")
+    if websocket_index is None and ws_port is not None:
         findings.append(
             _error(
                 "websocket-missing",
                 "services",
                 [service.internal_port for service in config.services],
-                "no [[services]] entry for the websocket port (internal_port = [env] WS_PORT, "
-                "default 8081)",
+                f"[env] WS_PORT = {ws_port} marks this app as carrying the WebSocket, but no "
+                "[[services]] entry has that internal_port",
             )
         )
-    else:
+    if websocket_index is not None:
         findings.extend(_service(config.services[websocket_index], index=websocket_index))
     for index, service in enumerate(config.services):
         if index != websocket_index:
             findings.extend(_service(service, index=index))
     findings.extend(_http_service(config))
-    findings.extend(_ports_and_clashes(config))
+    findings.extend(port_clashes(config))
+    findings.extend(metrics_ports(config))
     findings.extend(_top_level(config))
+    findings.extend(fly_findings(config))
     return findings
+
+
+register_rules(
+    config=config_findings, service=lambda service, index: service_findings(service, index=index)
+)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from infra.flytoml import fly_rules, port_rules
 from infra.flytoml import rules as checks
 from infra.flytoml.model import (
+    Build,
     Concurrency,
     ConfigError,
     Deploy,
@@ -19,6 +21,7 @@ from infra.flytoml.model import (
     HttpCheck,
     HttpService,
     Metrics,
+    Mount,
     ProxyProtoOptions,
     Restart,
     Service,
@@ -59,8 +62,8 @@ def _ws_tls(**changes: object) -> FlyConfig:
     return _ws_port(tls_options=tls)
 
 
-def _extra(service: Service) -> FlyConfig:
-    return dataclasses.replace(BASE, services=(*BASE.services, service))
+def _extra(*services: Service) -> FlyConfig:
+    return dataclasses.replace(BASE, services=(*BASE.services, *services))
 
 
 def _http(**changes: object) -> FlyConfig:
@@ -149,33 +152,86 @@ ERROR_CASES: list[tuple[str, Callable[[], FlyConfig], str]] = [
         "http_service.concurrency.type",
     ),
     (
-        "duration-range",
-        lambda: _ws(tcp_checks=(TcpCheck(interval=Duration("500ms")),)),
-        "services[0].tcp_checks[0].interval",
-    ),
-    (
-        "duration-range",
-        lambda: _ws(tcp_checks=(TcpCheck(timeout=Duration("61s")),)),
-        "services[0].tcp_checks[0].timeout",
-    ),
-    (
-        "duration-range",
-        lambda: _http(checks=(HttpCheck(interval=Duration("0.5s")),)),
-        "http_service.checks[0].interval",
-    ),
-    (
-        "duration-range",
+        "check-interval",
         lambda: dataclasses.replace(
             BASE, checks=(TopLevelCheck(name="web", interval=Duration("1s")),)
         ),
         "checks.web.interval",
     ),
     (
-        "duration-range",
+        "check-timeout",
         lambda: dataclasses.replace(
             BASE, checks=(TopLevelCheck(name="web", timeout=Duration("1m1s")),)
         ),
         "checks.web.timeout",
+    ),
+    (
+        "check-without-port",
+        lambda: dataclasses.replace(
+            BASE, http_service=None, checks=(TopLevelCheck(name="web", port=None),)
+        ),
+        "checks.web.port",
+    ),
+    (
+        "release-command-shlex",
+        lambda: dataclasses.replace(BASE, deploy=Deploy(release_command="migrate 'x")),
+        "deploy.release_command",
+    ),
+    (
+        "canary-with-mounts",
+        lambda: dataclasses.replace(
+            BASE, deploy=Deploy(strategy="canary"), mounts=(Mount(source="d", destination="/d"),)
+        ),
+        "deploy.strategy",
+    ),
+    (
+        "service-processes",
+        lambda: dataclasses.replace(BASE, processes=(("web", "run"),)),
+        "http_service.processes",
+    ),
+    (
+        "processes-shlex",
+        lambda: dataclasses.replace(
+            BASE,
+            processes=(("app", 'run "x'),),
+            http_service=HttpService(processes=("app",)),
+            services=(WebSocketService(processes=("app",)),),
+        ),
+        "processes.app",
+    ),
+    (
+        "console-command-shlex",
+        lambda: dataclasses.replace(BASE, console_command="sh -c 'x"),
+        "console_command",
+    ),
+    (
+        "mount-initial-size",
+        lambda: dataclasses.replace(
+            BASE, mounts=(Mount(source="d", destination="/d", initial_size="500mb"),)
+        ),
+        "mounts[0].initial_size",
+    ),
+    (
+        "mount-initial-size",
+        lambda: dataclasses.replace(
+            BASE, mounts=(Mount(source="d", destination="/d", initial_size="1.5 terabytes"),)
+        ),
+        "mounts[0].initial_size",
+    ),
+    (
+        "restart-processes",
+        lambda: dataclasses.replace(BASE, restarts=(Restart(processes=("worker",)),)),
+        "restart[0].processes",
+    ),
+    (
+        "build-compression",
+        lambda: dataclasses.replace(BASE, build=Build(compression="brotli")),
+        "build.compression",
+    ),
+    (
+        "vm-memory-range",
+        lambda: dataclasses.replace(BASE, vms=(Vm(size="shared-cpu-1x", memory="4gb"),)),
+        "vm[0].memory",
     ),
     (
         "duration-range",
@@ -209,7 +265,8 @@ ERROR_CASES: list[tuple[str, Callable[[], FlyConfig], str]] = [
         "env.FLY_REGION",
     ),
     ("vm-size", lambda: dataclasses.replace(BASE, vms=(Vm(size="shared-cpu-3x"),)), "vm[0].size"),
-    ("vm-memory", lambda: dataclasses.replace(BASE, vms=(Vm(memory="512"),)), "vm[0].memory"),
+    ("vm-memory", lambda: dataclasses.replace(BASE, vms=(Vm(memory="lots"),)), "vm[0].memory"),
+    ("vm-memory", lambda: dataclasses.replace(BASE, vms=(Vm(memory="0mb"),)), "vm[0].memory"),
     (
         "restart-policy",
         lambda: dataclasses.replace(BASE, restarts=(Restart(policy="sometimes"),)),
@@ -235,6 +292,77 @@ ERROR_CASES: list[tuple[str, Callable[[], FlyConfig], str]] = [
 ]
 
 WARNING_CASES: list[tuple[str, Callable[[], FlyConfig], str]] = [
+    (
+        "check-duration",
+        lambda: _ws(tcp_checks=(TcpCheck(interval=Duration("500ms")),)),
+        "services[0].tcp_checks[0].interval",
+    ),
+    (
+        "check-duration",
+        lambda: _extra(
+            Service(
+                internal_port=9000,
+                ports=(ServicePort(port=9000, handlers=("tls",)),),
+                http_checks=(HttpCheck(timeout=Duration("61s")),),
+            )
+        ),
+        "services[1].http_checks[0].timeout",
+    ),
+    (
+        "check-duration",
+        lambda: _http(checks=(HttpCheck(grace_period=Duration("0.5s")),)),
+        "http_service.checks[0].grace_period",
+    ),
+    (
+        "build-strategies",
+        lambda: dataclasses.replace(BASE, build=Build(image="nginx:1")),
+        "build",
+    ),
+    (
+        "max-unavailable-strategy",
+        lambda: dataclasses.replace(BASE, deploy=Deploy(strategy="immediate", max_unavailable=0.5)),
+        "deploy.max_unavailable",
+    ),
+    (
+        "service-without-ports",
+        lambda: _extra(Service(internal_port=9000)),
+        "services[1].ports",
+    ),
+    (
+        "env-secret-name",
+        lambda: dataclasses.replace(BASE, env=(*BASE.env, ("STRIPE_SECRET", "x"))),
+        "env.STRIPE_SECRET",
+    ),
+    (
+        "pu02-prone",
+        lambda: _extra(
+            Service(internal_port=9000, ports=(ServicePort(port=9000, handlers=("tls", "http")),))
+        ),
+        "services[1].ports[0].handlers",
+    ),
+    (
+        "metrics-public-port",
+        lambda: dataclasses.replace(BASE, metrics=(Metrics(port=8080),)),
+        "metrics[0].port",
+    ),
+    (
+        "service-protocol",
+        lambda: _extra(Service(protocol=None, internal_port=9000, ports=(ServicePort(port=9000),))),
+        "services[1].protocol",
+    ),
+    (
+        "http-service-port-clash",
+        lambda: _extra(Service(internal_port=9000, ports=(ServicePort(port=443),))),
+        "services[1].ports[0].port",
+    ),
+    (
+        "duplicate-public-port",
+        lambda: _extra(
+            Service(internal_port=9000, ports=(ServicePort(port=9000),)),
+            Service(internal_port=9001, ports=(ServicePort(port=9000),)),
+        ),
+        "services[2].ports[0].port",
+    ),
     (
         "ws-alpn-missing",
         lambda: _ws_port(tls_options=None),
@@ -284,7 +412,13 @@ def test_http_handler_message_explains_pu02() -> None:
         _ws_port(handlers=("tls", "http")).check()
     assert caught.value.value == ("tls", "http")
     assert caught.value.reason == PU02_REASON
-    for words in ("[PU02]", "101 upgrade", 'handlers ["tls"]', 'protocol "tcp"'):
+    for words in (
+        "[PU02]",
+        "other than 80/443",
+        'handlers ["tls"]',
+        'protocol "tcp"',
+        "does support WebSockets",
+    ):
         assert words in str(caught.value)
 
 
@@ -318,19 +452,31 @@ def test_proxy_proto_adds_handler_and_options(version: str) -> None:
     assert service.ports[0].handlers == ("tls", "proxy_proto")
     assert service.ports[0].proxy_proto_options == ProxyProtoOptions(version=version)
     assert service.proxy_proto == version
-    service.check()
+    service.check(index=0)
 
 
 def test_websocket_service_check_refuses_http_handler() -> None:
     """A WebSocketService built with the http handler cannot pass its own check()."""
     with pytest.raises(ConfigError) as caught:
-        WebSocketService.build(handlers=("tls", "http")).check()
-    assert caught.value.key == "services[0].ports[0].handlers"
+        WebSocketService.build(handlers=("tls", "http")).check(index=2)
+    assert caught.value.key == "services[2].ports[0].handlers"
+
+
+def test_findings_carry_the_real_service_index() -> None:
+    """A broken second service is named services[1], on its own and inside the config."""
+    broken = Service(internal_port=9000, protocol="sctp", ports=(ServicePort(port=9000),))
+    config = _extra(broken)
+    assert ("service-protocol", "services[1].protocol") in {
+        (f.rule, f.key) for f in config.findings()
+    }
+    assert [f.key for f in broken.findings(index=1)] == ["services[1].protocol"]
 
 
 def test_plain_service_check_allows_http_handler() -> None:
     """The PU02 rule is about the WebSocket service only: other services may use http."""
-    Service(internal_port=9000, ports=(ServicePort(port=9000, handlers=("tls", "http")),)).check()
+    Service(internal_port=9000, ports=(ServicePort(port=9000, handlers=("tls", "http")),)).check(
+        index=1
+    )
 
 
 def test_websocket_property_names_services_when_missing() -> None:
@@ -373,7 +519,9 @@ def test_every_rule_has_a_case() -> None:
     """Each rule id in infra/flytoml/rules.py is exercised by a case above (a new rule needs
     one)."""
     source = Path(checks.__file__).read_text(encoding="utf-8")
-    rules = set(re.findall(r'(?:_error|_warning|_one_of)\(\s*"([a-z0-9-]+)"', source))
+    source += Path(fly_rules.__file__).read_text(encoding="utf-8")
+    source += Path(port_rules.__file__).read_text(encoding="utf-8")
+    rules = set(re.findall(r'(?:_error|_warning|_one_of|make)\(\s*"([a-z0-9-]+)"', source))
     covered = {case[0] for case in ERROR_CASES + WARNING_CASES}
     assert rules - covered == set()
     assert len(rules) > 30

@@ -138,7 +138,7 @@ def test_proxy_proto() -> None:
         ({"websocket": {"handlers": "tls"}}, "realtime-fly:websocket.handlers", "tls"),
         ({"http": {"forceHttps": "yes"}}, "realtime-fly:http.forceHttps", "yes"),
         ({"vm": {"size": "huge"}}, "realtime-fly:vm.size", "huge"),
-        ({"vm": {"memory": "1 GB"}}, "realtime-fly:vm.memory", "1 GB"),
+        ({"vm": {"memory": "lots"}}, "realtime-fly:vm.memory", "lots"),
         ({"killSignal": "SIGHUP"}, "realtime-fly:killSignal", "SIGHUP"),
         ({"deploy": {"strategy": "bluegreen!"}}, "realtime-fly:deploy.strategy", "bluegreen!"),
         ({"http": {"autoStopMachines": "yes"}}, "realtime-fly:http.autoStopMachines", "yes"),

@@ -30,6 +30,7 @@ from infra.deploy.targets.fly import (
     secrets_import_argv,
 )
 from infra.engine.runner import toolchain_bin
+from infra.flytoml.lint import exit_status, lint_fly_toml
 
 pytestmark = [pytest.mark.integration]
 
@@ -127,12 +128,20 @@ def test_arguments_pass_cobra_validation(flyctl: str, name: str, tmp_path: Path)
     assert not any(error in result.stderr for error in USAGE_ERRORS), result.stderr
 
 
+def _validate(flyctl: str, text: str, tmp_path: Path) -> tuple[int, str]:
+    """`fly config validate --strict` on ``text``: exit status and output. With a dummy token
+    it runs offline (about 0.1 s, ../shared/FLY.md)."""
+    path = tmp_path / "fly.toml"
+    path.write_text(text, encoding="utf-8")
+    argv = [flyctl, "config", "validate", "--strict", "-c", str(path), "-a", "realtime-cli-check"]
+    result = _run(argv, tmp_path, tmp_path)
+    return result.returncode, result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("stack", ["staging", "production"])
 def test_config_validate_on_rendered_files(flyctl: str, stack: str, tmp_path: Path) -> None:
-    """`fly config validate --strict` on a rendered stack reports no error in the file.
-
-    Offline it may stop at the API (the app lookup); the assertion is that flyctl did not
-    reject the file's content or the command line."""
+    """`fly config validate --strict` accepts a rendered stack: exit 0, "Configuration is
+    valid", and no unrecognised key (flyctl spells it the British way)."""
     rendered = subprocess.run(
         [sys.executable, "-m", "infra", "render", "--stack", stack],
         cwd=REPO,
@@ -140,10 +149,21 @@ def test_config_validate_on_rendered_files(flyctl: str, stack: str, tmp_path: Pa
         text=True,
         check=True,
     )
-    path = tmp_path / "fly.toml"
-    path.write_text(rendered.stdout)
-    argv = [flyctl, "config", "validate", "--strict", "-c", str(path), "-a", "realtime-cli-check"]
-    result = _run(argv, tmp_path, tmp_path)
-    output = result.stdout + result.stderr
+    returncode, output = _validate(flyctl, rendered.stdout, tmp_path)
     assert not any(error in output for error in USAGE_ERRORS), output
-    assert "unrecognized" not in output.lower(), output
+    assert "unrecognised" not in output, output
+    assert "Configuration is valid" in output, output
+    assert returncode == 0, output
+
+
+def test_config_validate_refuses_an_unknown_key(flyctl: str, tmp_path: Path) -> None:
+    """The check above can fail: flyctl --strict names an unknown key "unrecognised" and exits
+    1, and lint --strict reports the same key."""
+    text = 'app = "realtime-cli-check"\n[experimental]\nprivate_network = true\n'
+    returncode, output = _validate(flyctl, text, tmp_path)
+    assert returncode == 1, output
+    assert "unrecognised" in output
+    assert "experimental.private_network" in output
+    findings = lint_fly_toml(text)
+    assert [f.key for f in findings if f.rule == "unknown-key"] == ["experimental.private_network"]
+    assert exit_status(findings, strict=True) == 1
