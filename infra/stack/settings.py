@@ -42,10 +42,9 @@ from infra.stack.schema import (
     LOCAL_PORT_BASE,
     OBJECT_KEYS,
     PROJECT,
-    Values,
-    shown,
     stack_key_for,
 )
+from infra.stack.values import Values, shown
 
 __all__ = [
     "CONFIG_KEYS",
