@@ -1,9 +1,5 @@
 """The fly.toml domain: the typed model, Fly's rules, rendering, parsing and lint.
 
-Knows nothing of Pulumi, stacks or deploy targets (an import-linter contract enforces it).
+Knows nothing of Pulumi, stacks or deploy targets (an import-linter contract enforces it). The
+model is plain data; the rules judge it (``rules.check_config``, ``rules.config_findings``).
 """
-
-from infra.flytoml import rules as _rules  # installs the rules that FlyConfig.check() applies
-
-__all__: list[str] = []
-del _rules

@@ -1,21 +1,17 @@
 """What a rule says about one key: :class:`Finding`, shared by the model, the rules and parse.
 
-Its own module so that ``model`` (which raises findings from ``check()``), ``rules`` (which
-makes them) and ``parse`` (which adds its own) all import it without importing each other.
+Its own module so that ``rules`` (which makes findings and raises the first error from
+``check_config``) and ``parse`` (which adds its own) share it; the model itself is plain data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from infra.errors import ConfigError, format_value
 
-if TYPE_CHECKING:
-    from infra.flytoml.model import FlyConfig, Service
-
-__all__ = ["Finding", "Judge", "ServiceJudge", "Severity", "raise_first"]
+__all__ = ["Finding", "Severity", "raise_first"]
 
 Severity = Literal["error", "warning"]
 
@@ -31,19 +27,13 @@ class Finding:
     message: str
 
     def error(self) -> ConfigError:
-        """This finding as the exception ``check()`` raises."""
+        """This finding as the exception ``rules.check_config`` raises."""
         return ConfigError(key=self.key, value=self.value, reason=self.message)
 
     def __str__(self) -> str:
         return (
             f"{self.severity}[{self.rule}] {self.key} = {format_value(self.value)}: {self.message}"
         )
-
-
-Judge = Callable[["FlyConfig"], list[Finding]]
-"""Every finding for a whole config (``rules.config_findings``)."""
-ServiceJudge = Callable[["Service", int], list[Finding]]
-"""The findings of one ``[[services]]`` entry at its index (``rules.service_findings``)."""
 
 
 def raise_first(findings: list[Finding]) -> None:

@@ -16,7 +16,7 @@ from typing import Final
 from infra.errors import format_value
 from infra.flytoml.findings import Finding
 from infra.flytoml.parse import parse_fly_toml
-from infra.flytoml.rules import WEBSOCKET_RULES
+from infra.flytoml.rules import WEBSOCKET_RULES, config_findings
 
 __all__ = ["STRICT_ONLY_RULES", "Finding", "exit_status", "format_finding", "lint_fly_toml"]
 
@@ -27,7 +27,7 @@ STRICT_ONLY_RULES: Final = frozenset({"unknown-key"})
 def lint_fly_toml(text: str) -> list[Finding]:
     """All findings for fly.toml text; ConfigError when the text is not TOML."""
     result = parse_fly_toml(text)
-    return [*result.findings, *result.config.findings()]
+    return [*result.findings, *config_findings(result.config)]
 
 
 def format_finding(path: str, finding: Finding) -> str:

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from infra.errors import ConfigError
-from infra.flytoml.findings import Finding, Judge, ServiceJudge, raise_first
 from infra.flytoml.sections import (
     AUTO_STOP_VALUES,
     DEPLOY_STRATEGIES,
@@ -89,7 +88,6 @@ __all__ = [
     "TopLevelCheck",
     "Vm",
     "WebSocketService",
-    "register_rules",
 ]
 
 Broker = Literal["memory", "redis"]
@@ -110,15 +108,6 @@ class Service:
     http_checks: tuple[HttpCheck, ...] = ()
     processes: tuple[str, ...] = ()
     extra: Extra = field(default=(), hash=False)
-
-    def findings(self, *, index: int) -> list[Finding]:
-        """The service rules' findings on this entry on its own, keyed ``services[index]``
-        (judged as the WebSocket service when it is a :class:`WebSocketService`)."""
-        return _rules().service(self, index)
-
-    def check(self, *, index: int) -> None:
-        """Raise the first error of :meth:`findings` as a ``ConfigError``."""
-        raise_first(self.findings(index=index))
 
 
 _WS_TLS_OPTIONS: Final = TlsOptions(alpn=("http/1.1",), versions=TLS_VERSIONS)
@@ -280,35 +269,3 @@ class FlyConfig:
         service = self.services[index]
         assert isinstance(service, WebSocketService)
         return service
-
-    def findings(self) -> list[Finding]:
-        """Every finding of every rule, errors and warnings, in rule order."""
-        return _rules().config(self)
-
-    def check(self) -> None:
-        """Raise the first error finding as a ``ConfigError``; warnings do not raise."""
-        raise_first(self.findings())
-
-
-# -- the rules, registered by ``infra.flytoml.rules`` (which imports this module, not the reverse)
-
-
-@dataclass(frozen=True, slots=True)
-class _Rules:
-    config: Judge
-    service: ServiceJudge
-
-
-_REGISTERED: list[_Rules] = []
-
-
-def register_rules(*, config: Judge, service: ServiceJudge) -> None:
-    """Install the rule set that ``check()``/``findings()`` apply (called once by ``rules``;
-    ``infra/flytoml/__init__.py`` imports ``rules`` so it is always installed)."""
-    _REGISTERED[:] = [_Rules(config=config, service=service)]
-
-
-def _rules() -> _Rules:
-    if not _REGISTERED:
-        raise RuntimeError("infra.flytoml.rules is not loaded")
-    return _REGISTERED[0]

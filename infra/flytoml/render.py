@@ -16,6 +16,7 @@ from tomlkit.items import AoT, InlineTable, Table
 from tomlkit.toml_document import TOMLDocument
 
 from infra.flytoml.model import Duration, FlyConfig, ServicePort, TopLevelCheck, WebSocketService
+from infra.flytoml.rules import check_config
 
 __all__ = ["DEPLOYMENT_COMMENT", "render_fly_toml"]
 
@@ -175,7 +176,7 @@ def render_fly_toml(config: FlyConfig, *, stack: str | None = None) -> str:
 
     Raises ConfigError (the first error finding) when the config is invalid.
     """
-    config.check()
+    check_config(config)
     document = tomlkit.document()
     for line in _header(config, stack):
         document.add(tomlkit.comment(line))

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from typing import Final
 
 from infra.errors import format_value
-from infra.flytoml.findings import Finding
+from infra.flytoml.findings import Finding, raise_first
 from infra.flytoml.fly_rules import fly_findings
 from infra.flytoml.model import (
     AUTO_STOP_VALUES,
@@ -37,7 +37,6 @@ from infra.flytoml.model import (
     Service,
     ServicePort,
     WebSocketService,
-    register_rules,
 )
 from infra.flytoml.port_rules import metrics_ports, port_clashes
 
@@ -46,6 +45,8 @@ __all__ = [
     "PU02_REASON",
     "WEBSOCKET_RULES",
     "Finding",
+    "check_config",
+    "check_service",
     "config_findings",
     "service_findings",
 ]
@@ -358,6 +359,13 @@ def config_findings(config: FlyConfig) -> list[Finding]:
     return findings
 
 
-register_rules(
-    config=config_findings, service=lambda service, index: service_findings(service, index=index)
-)
+def check_config(config: FlyConfig) -> None:
+    """Raise the first error finding of :func:`config_findings` as a ``ConfigError``; warnings
+    do not raise."""
+    raise_first(config_findings(config))
+
+
+def check_service(service: Service, *, index: int) -> None:
+    """Raise the first error of one ``[[services]]`` entry judged on its own, keyed
+    ``services[index]`` (as the WebSocket service when it is a :class:`WebSocketService`)."""
+    raise_first(service_findings(service, index=index))

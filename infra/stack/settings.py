@@ -23,6 +23,7 @@ from typing import Final, Literal, cast
 import yaml
 
 from infra.errors import ConfigError
+from infra.flytoml.findings import Finding
 from infra.flytoml.model import (
     Broker,
     Build,
@@ -36,7 +37,7 @@ from infra.flytoml.model import (
     Vm,
     WebSocketService,
 )
-from infra.flytoml.rules import Finding
+from infra.flytoml.rules import config_findings
 from infra.stack.schema import (
     CONFIG_KEYS,
     LOCAL_PORT_BASE,
@@ -294,7 +295,7 @@ def settings_from_config(
                     reason=f"secret required for this stack: `pulumi config set --secret {key}`",
                 )
     fly = _fly_config(reader, stack=stack, machines=machines, broker=broker)
-    for finding in fly.findings():
+    for finding in config_findings(fly):
         if finding.severity == "error":
             raise _stack_error(finding)
     return StackSettings(

@@ -32,7 +32,13 @@ from infra.flytoml.model import (
     Vm,
     WebSocketService,
 )
-from infra.flytoml.rules import PU02_REASON
+from infra.flytoml.rules import (
+    PU02_REASON,
+    check_config,
+    check_service,
+    config_findings,
+    service_findings,
+)
 
 BASE = FlyConfig(
     app="realtime-test",
@@ -379,8 +385,8 @@ WARNING_CASES: list[tuple[str, Callable[[], FlyConfig], str]] = [
 
 def test_base_config_is_clean() -> None:
     """The config every rule case starts from has no finding at all."""
-    assert BASE.findings() == []
-    BASE.check()
+    assert config_findings(BASE) == []
+    check_config(BASE)
 
 
 @pytest.mark.parametrize(
@@ -389,10 +395,10 @@ def test_base_config_is_clean() -> None:
 def test_error_rule_names_the_key(rule: str, build: Callable[[], FlyConfig], key: str) -> None:
     """Breaking one thing makes check() raise that rule's error naming the key and the value."""
     config = build()
-    first = next(f for f in config.findings() if f.severity == "error")
+    first = next(f for f in config_findings(config) if f.severity == "error")
     assert (first.rule, first.key) == (rule, key)
     with pytest.raises(ConfigError) as caught:
-        config.check()
+        check_config(config)
     assert caught.value.key == key
     assert str(caught.value).startswith(f"{key} = ")
     assert caught.value.reason == first.message
@@ -402,14 +408,16 @@ def test_error_rule_names_the_key(rule: str, build: Callable[[], FlyConfig], key
 def test_warning_rule_names_the_key(rule: str, build: Callable[[], FlyConfig], key: str) -> None:
     """A warning is reported with its key but does not make check() raise."""
     config = build()
-    assert [(f.rule, f.key, f.severity) for f in config.findings()] == [(rule, key, "warning")]
-    config.check()
+    assert [(f.rule, f.key, f.severity) for f in config_findings(config)] == [
+        (rule, key, "warning")
+    ]
+    check_config(config)
 
 
 def test_http_handler_message_explains_pu02() -> None:
     """The http-handler error says PU02, the 101 upgrade, and the fix (tcp + ["tls"])."""
     with pytest.raises(ConfigError) as caught:
-        _ws_port(handlers=("tls", "http")).check()
+        check_config(_ws_port(handlers=("tls", "http")))
     assert caught.value.value == ("tls", "http")
     assert caught.value.reason == PU02_REASON
     for words in (
@@ -425,7 +433,7 @@ def test_http_handler_message_explains_pu02() -> None:
 def test_edge_http_is_called_obsolete() -> None:
     """The obsolete edge_http handler gets a message saying to use http instead."""
     with pytest.raises(ConfigError, match="obsolete"):
-        _ws_port(handlers=("edge_http",)).check()
+        check_config(_ws_port(handlers=("edge_http",)))
 
 
 def test_websocket_service_defaults_are_the_fix() -> None:
@@ -452,13 +460,13 @@ def test_proxy_proto_adds_handler_and_options(version: str) -> None:
     assert service.ports[0].handlers == ("tls", "proxy_proto")
     assert service.ports[0].proxy_proto_options == ProxyProtoOptions(version=version)
     assert service.proxy_proto == version
-    service.check(index=0)
+    check_service(service, index=0)
 
 
 def test_websocket_service_check_refuses_http_handler() -> None:
-    """A WebSocketService built with the http handler cannot pass its own check()."""
+    """A WebSocketService built with the http handler cannot pass check_service()."""
     with pytest.raises(ConfigError) as caught:
-        WebSocketService.build(handlers=("tls", "http")).check(index=2)
+        check_service(WebSocketService.build(handlers=("tls", "http")), index=2)
     assert caught.value.key == "services[2].ports[0].handlers"
 
 
@@ -467,16 +475,15 @@ def test_findings_carry_the_real_service_index() -> None:
     broken = Service(internal_port=9000, protocol="sctp", ports=(ServicePort(port=9000),))
     config = _extra(broken)
     assert ("service-protocol", "services[1].protocol") in {
-        (f.rule, f.key) for f in config.findings()
+        (f.rule, f.key) for f in config_findings(config)
     }
-    assert [f.key for f in broken.findings(index=1)] == ["services[1].protocol"]
+    assert [f.key for f in service_findings(broken, index=1)] == ["services[1].protocol"]
 
 
 def test_plain_service_check_allows_http_handler() -> None:
     """The PU02 rule is about the WebSocket service only: other services may use http."""
-    Service(internal_port=9000, ports=(ServicePort(port=9000, handlers=("tls", "http")),)).check(
-        index=1
-    )
+    service = Service(internal_port=9000, ports=(ServicePort(port=9000, handlers=("tls", "http")),))
+    check_service(service, index=1)
 
 
 def test_websocket_property_names_services_when_missing() -> None:

@@ -33,6 +33,7 @@ from infra.flytoml.model import (
 )
 from infra.flytoml.parse import parse_fly_toml
 from infra.flytoml.render import render_fly_toml
+from infra.flytoml.rules import config_findings
 from infra.stack.settings import load_stack_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -213,13 +214,13 @@ def test_without_ws_port_there_is_no_websocket_service() -> None:
     """A file without [env] WS_PORT (any other app) has no WebSocket service, even on 8081."""
     config = parse_fly_toml('app = "x"\n[[services]]\ninternal_port = 8081\n').config
     assert config.websocket_index is None
-    assert "websocket-missing" not in {f.rule for f in config.findings()}
+    assert "websocket-missing" not in {f.rule for f in config_findings(config)}
 
 
 def test_ws_port_without_its_service_is_an_error() -> None:
     """[env] WS_PORT marks the file as carrying the WebSocket: its service must exist."""
     text = 'app = "x"\n[env]\nWS_PORT = "8081"\n[[services]]\ninternal_port = 9000\n'
-    errors = [f for f in parse_fly_toml(text).config.findings() if f.severity == "error"]
+    errors = [f for f in config_findings(parse_fly_toml(text).config) if f.severity == "error"]
     assert [(f.rule, f.key) for f in errors] == [("websocket-missing", "services")]
 
 
@@ -311,7 +312,9 @@ def test_bare_milliseconds_then_warn_as_flyctl_does() -> None:
         'app = "x"\n[[services]]\ninternal_port = 8081\nprotocol = "tcp"\n'
         "[[services.tcp_checks]]\ninterval = 15\n"
     )
-    (finding,) = [f for f in parse_fly_toml(text).config.findings() if f.rule == "check-duration"]
+    (finding,) = [
+        f for f in config_findings(parse_fly_toml(text).config) if f.rule == "check-duration"
+    ]
     assert finding.severity == "warning"
     assert finding.message == (
         "Service TCP check has an interval less than 1 second (15ms); this will be raised to "
@@ -355,7 +358,7 @@ def test_memory_as_number_means_megabytes() -> None:
     helpers/units.go ParseSize)."""
     config = parse_fly_toml('app = "x"\n[[vm]]\nmemory = 512\n').config
     assert config.vms == (Vm(size=None, memory="512"),)
-    assert [f for f in config.findings() if f.rule.startswith("vm-")] == []
+    assert [f for f in config_findings(config) if f.rule.startswith("vm-")] == []
 
 
 def test_flyctl_conversions() -> None:

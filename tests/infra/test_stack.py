@@ -12,6 +12,7 @@ from infra.errors import ConfigError
 from infra.flytoml.model import Duration, ProxyProtoOptions
 from infra.flytoml.parse import parse_fly_toml
 from infra.flytoml.render import render_fly_toml
+from infra.flytoml.rules import config_findings
 from infra.stack.settings import (
     CONFIG_KEYS,
     LOCAL_PORT_BASE,
@@ -307,7 +308,7 @@ def test_backport_guard(path: Path) -> None:
     text = render_fly_toml(settings.fly, stack=settings.stack)
     parsed = parse_fly_toml(text)
     assert parsed.findings == ()
-    assert [f for f in parsed.config.findings() if f.severity == "error"] == []
+    assert [f for f in config_findings(parsed.config) if f.severity == "error"] == []
     websocket = parsed.config.websocket
     assert websocket.protocol == "tcp"
     for port in websocket.ports:
