@@ -1,5 +1,8 @@
 """``python -m infra``: render, diff and lint fly.toml files without the Pulumi engine.
 
+``lint --fix PATH`` rewrites what has one safe fix (``infra.flytoml.fix``) and prints the diff;
+``--check`` (alone or with ``--fix``) writes nothing and exits 1 when something would change.
+
 Exit codes: 0 ok, 1 violations found (lint), 2 bad usage or unreadable input (missing file,
 TOML/YAML syntax error, invalid stack config: the message names the key). User errors print
 one ``error: ...`` line, never a traceback.
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from infra.errors import ConfigError
+from infra.flytoml.fix import fix_fly_toml, unified_diff
 from infra.flytoml.lint import exit_status, format_finding, lint_fly_toml
 from infra.flytoml.render import render_fly_toml
 from infra.stack.drift import DEFAULT_STACKS, parse_stack_list, report_drift
@@ -47,12 +51,40 @@ def _parser() -> argparse.ArgumentParser:
     lint = commands.add_parser("lint", help="check a fly.toml against the rules")
     lint.add_argument("path", type=Path)
     lint.add_argument("--strict", action="store_true", help="warnings fail too")
+    lint.add_argument(
+        "--fix", action="store_true", help="rewrite what has one safe fix, print the diff"
+    )
+    lint.add_argument(
+        "--check",
+        action="store_true",
+        help="with --fix: change nothing, exit 1 when something would change",
+    )
     return parser
 
 
 def _render_stack(project_dir: Path, stack: str) -> str:
     settings = load_stack_file(project_dir / f"Pulumi.{stack}.yaml", require_secrets=False)
     return render_fly_toml(settings.fly, stack=stack)
+
+
+def _fix(path: Path, *, check: bool, strict: bool) -> int:
+    result = fix_fly_toml(path.read_text(encoding="utf-8"))
+    sys.stdout.writelines(unified_diff(result, str(path)))
+    for change in result.changes:
+        if change.suspicious:
+            sys.stdout.write(f"{path}: check[{change.key}]: {change.reason}\n")
+    if not check and result.changed:
+        path.write_text(result.text, encoding="utf-8")
+    for finding in result.remaining:
+        sys.stdout.write(format_finding(str(path), finding) + " [no safe fix]\n")
+    verb = "would fix" if check else "fixed"
+    sys.stdout.write(
+        f"{path}: {verb} {len(result.changes)} key(s); {len(result.remaining)} finding(s) "
+        "without a safe fix\n"
+    )
+    if check and result.changed:
+        return EXIT_VIOLATIONS
+    return exit_status(result.remaining, strict=strict)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -74,6 +106,8 @@ def _run(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     path: Path = args.path
+    if args.fix or args.check:
+        return _fix(path, check=args.check, strict=args.strict)
     findings = lint_fly_toml(path.read_text(encoding="utf-8"))
     for finding in findings:
         sys.stdout.write(format_finding(str(path), finding) + "\n")
