@@ -118,12 +118,7 @@ def _put(values: dict[str, object], name: str, value: object) -> None:
         value = value.text
     if isinstance(value, tuple):
         value = list(value)
-    default = _DEFAULTS.get(name)
-    if isinstance(default, Duration):
-        default = default.text
-    if isinstance(default, tuple):
-        default = list(default)
-    if value == default:
+    if value == _plain_default(name):
         return
     section, _, field = name.partition(".")
     if field:
@@ -340,7 +335,8 @@ def import_fly_toml(
         known["machines"] = config.machines
         known["broker"] = config.broker
     values.update({key: value for key, value in known.items() if value is not None})
-    asked = tuple(f"{PROJECT}:{key}" for key in ASKED if key not in values)
+    needed = [key for key in ASKED if not (key == "org" and values.get("target") == "local")]
+    asked = tuple(f"{PROJECT}:{key}" for key in needed if key not in values)
     check = {**_PLACEHOLDER, **values}
     settings = settings_from_config(check, stack=stack, require_secrets=False)
     rendered = render_fly_toml(settings.fly, stack=stack)
@@ -363,8 +359,8 @@ def _yaml() -> YAML:
 
 
 def existing_values(path: Path) -> dict[str, object]:
-    """The values fly.toml cannot carry (``org``, ``machines``, ``broker``) already in the stack
-    file at ``path`` (empty when there is none)."""
+    """The values fly.toml cannot carry (``org``, ``machines``, ``broker``, and ``target``,
+    which decides whether ``org`` is needed) already in the stack file at ``path``."""
     if not path.exists():
         return {}
     try:
@@ -399,22 +395,41 @@ def write_stack_file(path: Path, values: Mapping[str, object]) -> None:
         document["config"] = config
     for name in _OWNED:
         full = f"{PROJECT}:{name}"
-        if name not in values:
-            config.pop(full, None)
-            continue
-        _set(config, full, values[name])
+        if name in values:
+            _set(config, full, name, values[name])
+        elif full in config and not _is_default(name, config[full]):
+            del config[full]
     for name in ("org", "machines", "broker"):
         if name in values:
-            _set(config, f"{PROJECT}:{name}", values[name])
+            _set(config, f"{PROJECT}:{name}", name, values[name])
     with path.open("w", encoding="utf-8") as stream:
         yaml.dump(document, stream)
 
 
-def _set(config: CommentedMap, key: str, value: object) -> None:
+def _plain_default(name: str) -> object:
+    default = _DEFAULTS.get(name)
+    if isinstance(default, Duration):
+        return default.text
+    if isinstance(default, tuple):
+        return list(default)
+    return default
+
+
+def _is_default(name: str, value: object) -> bool:
+    """Whether an existing value says no more than the key's default (kept as written)."""
+    if isinstance(value, Mapping):
+        if name == "env":
+            return not value
+        return all(_is_default(f"{name}.{field}", item) for field, item in value.items())
+    return f"{name}" in _DEFAULTS and value == _plain_default(name)
+
+
+def _set(config: CommentedMap, key: str, name: str, value: object) -> None:
     current = config.get(key)
     if isinstance(value, dict) and isinstance(current, CommentedMap):
         for field in [f for f in current if f not in value]:
-            del current[field]
+            if name == "env" or not _is_default(f"{name}.{field}", current[field]):
+                del current[field]
         for field, item in value.items():
             current[field] = item
         return
