@@ -33,6 +33,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from infra.errors import ConfigError
+from infra.flytoml.fix import go_duration
 from infra.flytoml.fly_rules import env_names
 from infra.flytoml.model import Duration, FlyConfig, Service, WebSocketService
 from infra.flytoml.parse import parse_fly_toml
@@ -67,7 +68,7 @@ _TOML_NAMES: Final = {"vms": "vm", "restarts": "restart", "build_target": "build
 _SKIPPED_FIELDS: Final = frozenset({"machines", "broker"})
 _FLYCTL_DEFAULTS: Final[dict[str, object]] = {
     "kill_signal": "SIGINT",  # FLY.md: the docs' default
-    "kill_timeout": 5.0,  # FLY.md: kill_timeout default 5s
+    "kill_timeout": "5s",  # FLY.md: kill_timeout default 5s
 }
 _PLACEHOLDER: Final[dict[str, object]] = {"org": "-", "machines": 1, "broker": "memory"}
 """Used only to render the stack for the comparison when the caller gave no value."""
@@ -240,7 +241,7 @@ def _env(values: dict[str, object], config: FlyConfig, skipped: Mapping[str, str
 
 def _flatten(value: object, path: str, out: dict[str, object]) -> None:
     if isinstance(value, Duration):
-        out[path] = round(value.seconds, 9)
+        out[path] = go_duration(round(value.seconds * 1e9))
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for field in dataclasses.fields(value):
             if field.name in _SKIPPED_FIELDS:
@@ -281,7 +282,7 @@ def _flatten(value: object, path: str, out: dict[str, object]) -> None:
 
 
 def flyctl_view(config: FlyConfig) -> dict[str, object]:
-    """``config`` as flyctl compares it: dotted path -> value, durations in seconds, absent
+    """``config`` as flyctl compares it: dotted path -> value, durations as Go writes them, absent
     values left out, flyctl's defaults applied (kill_signal, kill_timeout, the Dockerfile, an
     HTTP check's GET)."""
     out: dict[str, object] = {}

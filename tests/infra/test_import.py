@@ -9,6 +9,7 @@ fly.toml cannot carry are asked for by name.
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infra.cli import main
+from infra.deploy.plan import PlanContext
+from infra.deploy.targets.fly import fly_plan
 from infra.errors import ConfigError
 from infra.flytoml.fix import fix_fly_toml
 from infra.flytoml.model import KILL_SIGNALS
@@ -24,6 +27,8 @@ from infra.flytoml.parse import parse_fly_toml
 from infra.flytoml.render import render_fly_toml
 from infra.stack.importing import flyctl_view, import_fly_toml, write_stack_file
 from infra.stack.settings import load_stack_file, settings_from_config
+from tests.infra.fake_flyctl import install
+from tests.infra.test_fly_ensure import FakeFly, _up
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"
@@ -317,3 +322,61 @@ def test_update_keeps_other_namespaces_secrets_and_comments(tmp_path: Path) -> N
     assert "realtime-fly:swapSizeMb" not in config
     assert config["realtime-fly:vm"] == {"size": "shared-cpu-4x"}
     assert config["realtime-fly:app"] == "chat"
+
+
+@pytest.fixture
+def fake_fly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeFly:
+    """The recording fake flyctl first on PATH (as in test_fly_ensure), commands run from the
+    project root as under `pulumi up`."""
+    monkeypatch.chdir(REPO)
+    state, log = tmp_path / "state.json", tmp_path / "log.jsonl"
+    env = install(tmp_path / "bin", state=state, log=log)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return FakeFly(env=env, state_path=state, log_path=log)
+
+
+def test_up_on_an_imported_stack_adopts_the_running_app(
+    fake_fly: FakeFly, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The adopt path of docs/ADOPTING.md: the app already runs on Fly with its addresses;
+    lint --fix, import, then every step of `pulumi up` (with the recording fake flyctl):
+    the app and both addresses are adopted, nothing is created twice, one deploy rolls out the
+    rendered fly.toml."""
+    app = "acme-chat"
+    for argv in (
+        ("apps", "create", app, "--org", "acme"),
+        ("ips", "allocate-v6", "--app", app),
+        ("ips", "allocate-v4", "--shared", "--app", app, "--yes"),
+    ):
+        assert fake_fly.flyctl(*argv).returncode == 0
+    source = tmp_path / "fly.toml"
+    shutil.copy(ADOPT / "chat-v1.toml", source)
+    assert main(["lint", "--fix", str(source)]) == 0
+    project = tmp_path / "project"
+    project.mkdir()
+    argv = ["import", str(source), "--stack", "production", "--project-dir", str(project)]
+    argv += ["--org", "acme", "--machines", "1", "--broker", "memory"]
+    assert main(argv) == 1
+    assert 'lost: http_service.checks[0].interval = "15ns"' in capsys.readouterr().out
+    assert main([*argv, "--allow-loss"]) == 0
+    config = yaml.safe_load((project / "Pulumi.production.yaml").read_text())["config"]
+    assert config["realtime-fly:app"] == app
+    values = {key.removeprefix("realtime-fly:"): value for key, value in config.items()}
+    stack = settings_from_config({**values, "tokenSigningKey": True}, stack="production")
+    context = PlanContext(
+        python=sys.executable,
+        backend_dir="backend",
+        build_dir=str(tmp_path / "build"),
+        backend_digest="sha256:test",
+    )
+    plan = fly_plan(stack, fly_toml=render_fly_toml(stack.fly, stack="production"), context=context)
+    done = _up(plan)
+    assert done["app"] == f"app {app}: adopted, it already exists in org acme"
+    assert done["ips-v6"].startswith(f"ips {app}: adopted v6 ")
+    assert done["ips-v4"].startswith(f"ips {app}: adopted shared_v4 ")
+    assert fake_fly.calls("apps", "create") == 1  # the app's own creation, before adoption
+    assert fake_fly.calls("ips", "allocate-v6") == 1
+    assert fake_fly.calls("ips", "allocate-v4") == 1
+    assert fake_fly.calls("deploy") == 1
+    assert list(fake_fly.state()["apps"]) == [app]
