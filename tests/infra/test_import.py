@@ -8,7 +8,11 @@ fly.toml cannot carry are asked for by name.
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -380,3 +384,41 @@ def test_up_on_an_imported_stack_adopts_the_running_app(
     assert fake_fly.calls("ips", "allocate-v4") == 1
     assert fake_fly.calls("deploy") == 1
     assert list(fake_fly.state()["apps"]) == [app]
+
+
+def _doc_commands() -> list[tuple[str, int]]:
+    """Every `python -m infra` line of docs/ADOPTING.md's sh blocks, with the exit code its
+    trailing `# exit N` comment gives (0 without one)."""
+    text = (REPO / "docs" / "ADOPTING.md").read_text(encoding="utf-8")
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            if line.startswith("python -m infra "):
+                code = re.search(r"#\s*exit (\d)", line)
+                commands.append((line, int(code.group(1)) if code else 0))
+    return commands
+
+
+def test_adopting_doc_commands_run_as_documented(tmp_path: Path) -> None:
+    """docs/ADOPTING.md's commands, run in order by a shell in a project holding the v1-era
+    chat file as fly.toml, exit as the doc says; the stack they write renders a clean file."""
+    commands = _doc_commands()
+    assert len(commands) >= 8
+    shutil.copy(ADOPT / "chat-v1.toml", tmp_path / "fly.toml")
+    shutil.copy(REPO / "Pulumi.yaml", tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for line, expected in commands:
+        shell_line = shlex.quote(sys.executable) + line.removeprefix("python")
+        result = subprocess.run(
+            ["/bin/sh", "-c", shell_line],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == expected, (line, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr, line
+    assert (tmp_path / "Pulumi.production.yaml").is_file()
+    assert 'handlers = ["tls"]' in (tmp_path / "fly.toml").read_text(encoding="utf-8")
