@@ -26,13 +26,14 @@ from infra.deploy.plan import PlanContext
 from infra.deploy.targets.fly import fly_plan
 from infra.errors import ConfigError
 from infra.flytoml.fix import fix_fly_toml
-from infra.flytoml.model import KILL_SIGNALS
+from infra.flytoml.model import KILL_SIGNALS, FlyConfig
 from infra.flytoml.parse import parse_fly_toml
 from infra.flytoml.render import render_fly_toml
 from infra.stack.importing import flyctl_view, import_fly_toml, write_stack_file
 from infra.stack.settings import load_stack_file, settings_from_config
 from tests.infra.fake_flyctl import install
 from tests.infra.test_fly_ensure import FakeFly, _up
+from tests.infra.test_parse import _configs
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"
@@ -422,3 +423,21 @@ def test_adopting_doc_commands_run_as_documented(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr, line
     assert (tmp_path / "Pulumi.production.yaml").is_file()
     assert 'handlers = ["tls"]' in (tmp_path / "fly.toml").read_text(encoding="utf-8")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(config=_configs())
+def test_generated_models_import_to_a_fixed_point_with_an_exact_report(config: FlyConfig) -> None:
+    """Any model the parser round-trips (services beside the WebSocket, processes, mounts,
+    statics, checks, http_options...): import reports as lost exactly the paths whose value
+    the stack's render does not reproduce, as added exactly the new ones, and importing that
+    render again changes nothing (the stack's own files are a fixed point)."""
+    text = render_fly_toml(config)
+    result = import_fly_toml(text, stack="gen", given={"org": "acme"})
+    before = flyctl_view(parse_fly_toml(text).config)
+    after = flyctl_view(parse_fly_toml(result.rendered).config)
+    assert {d.path for d in result.lost} == {p for p, v in before.items() if after.get(p) != v}
+    assert {d.path for d in result.added} == set(after) - set(before)
+    again = import_fly_toml(result.rendered, stack="gen", given={"org": "acme"})
+    assert again.differences == ()
+    assert again.rendered == result.rendered
