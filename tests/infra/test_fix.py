@@ -245,3 +245,26 @@ def test_corpus_fix_keeps_meaning_and_adds_no_finding() -> None:
         assert after <= before, (path, after - before)
         assert not {rule for rule, _ in after} & {"duration-bare-integer", "auto-stop-machines"}
     assert fixed >= 40
+
+
+def test_websocket_on_the_http_service_port_is_listed_not_moved() -> None:
+    """WS_PORT naming [http_service]'s own port: moving the WebSocket off it would change the
+    HTTP API, so nothing is rewritten and websocket-missing is listed."""
+    text = (
+        'app = "a"\n[env]\nWS_PORT = "8080"\n[http_service]\ninternal_port = 8080\n'
+        "force_https = true\n"
+    )
+    result = fix_fly_toml(text)
+    assert not result.changed
+    assert [finding.rule for finding in result.remaining] == ["websocket-missing"]
+
+
+def test_unknown_keys_and_sections_are_kept_as_written() -> None:
+    """Keys the model does not know ([experimental], a typo) survive the rewrite unchanged."""
+    text = (
+        'app = "a"\nkill_timeout = 10\n\n[experimental]\n  auto_rollback = true  # keep\n'
+        '\n[[services]]\n  internal_port = 9000\n  protocol = "tcp"\n  colour = "blue"\n'
+        "\n  [[services.ports]]\n    port = 9000\n"
+    )
+    result = fix_fly_toml(text)
+    assert result.text == text.replace("kill_timeout = 10", 'kill_timeout = "10s"')
