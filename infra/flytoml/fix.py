@@ -9,8 +9,8 @@ itself would make of the file:
   ``concurrency = "soft,hard"`` string (type "requests", patches.go:388-413), non-string ``[env]``
   values (castToString, patches.go:610-616), a bare number as ``[[vm]] memory`` (megabytes,
   patches.go:243-244), a boolean ``auto_stop_machines`` ("stop"/"off"), the list form of check
-  ``headers`` (patches.go:507-540) and of ``[processes]`` (patches.go:118-156), and the obsolete
-  ``edge_http`` handler (``http``).
+  ``headers`` (patches.go:507-540) and of ``[processes]`` (patches.go:118-156). Beside them, the
+  obsolete ``edge_http`` handler becomes ``http`` (FLY.md: obsolete; lint refuses it).
 - **Bare-number durations** become the string flyctl would have made of them, in the unit it
   reads for that key (``_castDuration`` writes Go's ``Duration.String()``, patches.go:547-576):
   seconds for ``kill_timeout`` (patches.go:60-61), milliseconds in ``[[services]]`` checks and
@@ -31,6 +31,7 @@ unknown keys, out-of-range values.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -343,16 +344,7 @@ class _Fixer:
             reason += f'; almost certainly a mistake (was "{number}s" meant?): check it'
         self.put(table, name, text, key=key, reason=reason)
         if suspicious:
-            last = self.changes.pop()
-            self.changes.append(
-                Change(
-                    key=last.key,
-                    before=last.before,
-                    after=last.after,
-                    reason=last.reason,
-                    suspicious=True,
-                )
-            )
+            self.changes[-1] = dataclasses.replace(self.changes[-1], suspicious=True)
 
     # -- the PU02 shape --------------------------------------------------------------------------
 
