@@ -47,7 +47,10 @@ PROJECT: Final = "realtime-fly"
 LOCAL_PORT_BASE: Final = 10000
 """Default of ``localPortBase``: where the local target's ports start (docs/LOCAL.md)."""
 
-Kind = Literal["text", "choice", "integer", "number", "boolean", "duration", "texts", "object"]
+Kind = Literal[
+    "text", "choice", "integer", "number", "boolean", "duration", "texts", "object", "counts"
+]
+"""``counts``: an object of names to integers whose names are free (``regions``: ``{ams: 1}``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -240,6 +243,9 @@ KEYS: Final[tuple[Key, ...]] = (
     Key(name="metrics", kind="object", toml="metrics"),
     Key(name="metrics.port", kind="integer", default=_METRICS.port, toml="metrics[0].port"),
     Key(name="metrics.path", kind="text", default=_METRICS.path, toml="metrics[0].path"),
+    # Machines per region, e.g. {iad: 2, ams: 1}; the primary region's count is `machines`
+    # (infra.stack.settings reads and checks it; not a fly.toml key: `fly scale count --region`).
+    Key(name="regions", kind="counts"),
 )
 
 _BY_NAME: Final = {key.name: key for key in KEYS}
@@ -418,6 +424,27 @@ class Values:
         if isinstance(value, dict) and all(isinstance(field, str) for field in value):
             return cast(dict[str, object], value)
         raise self._fail(name, value, "must be an object")
+
+    def counts(self, name: str) -> dict[str, int] | None:
+        """An object of names to integers (``None`` when unset); each value is checked, and an
+        error names ``realtime-fly:<key>.<name>``."""
+        self._schema(name, "counts")
+        value = self._get(name)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = self._json(name, value)
+        if not isinstance(value, dict) or not all(isinstance(item, str) for item in value):
+            raise self._fail(name, value, "must be an object of names to integers")
+        counts: dict[str, int] = {}
+        for item, raw in cast(dict[str, object], value).items():
+            if isinstance(raw, str) and _INTEGER.fullmatch(raw.strip()):
+                counts[item] = int(raw)
+            elif isinstance(raw, int) and not isinstance(raw, bool):
+                counts[item] = raw
+            else:
+                raise self._fail(f"{name}.{item}", raw, "must be an integer")
+        return counts
 
     def section(self, name: str) -> Values:
         """The reader of one object-valued key's fields."""

@@ -151,3 +151,84 @@ def test_single_machine_stack_deploys_without_ha_and_scales_to_one() -> None:
     assert steps["scale"].create[3] == "1"
     assert steps["secrets"].stdin_secrets == ("TOKEN_SIGNING_KEY",)
     assert steps["deploy"].dir == "build/x/app"
+
+
+# --- regions (issue 15) ---------------------------------------------------------------------
+
+
+def _regions(**extra: object) -> StackSettings:
+    return _settings(broker="redis", redisUrl=True, **extra)
+
+
+def test_scale_count_with_a_region_puts_the_flag_before_app_and_yes() -> None:
+    """`fly scale count N --region R --app A --yes`: count.go:27-38 (the count argument, and the
+    --region, --app and --yes flags of the command)."""
+    assert scale_count_argv("fly", app="a", count=2, region="ams") == [
+        "fly", "scale", "count", "2", "--region", "ams", "--app", "a", "--yes",
+    ]  # fmt: skip
+    assert scale_count_argv("fly", app="a", count=0, region="syd")[3] == "0"
+
+
+def test_every_region_is_scaled_on_its_own_in_turn() -> None:
+    """One step per region, the primary first (named `scale` as before), each after the last."""
+    settings = _regions(machines=2, regions={"syd": 1, "ams": 3})
+    plan = fly_plan(settings, fly_toml="app = 'x'\n", context=CONTEXT)
+    names = [step.name for step in plan.steps]
+    assert names[-4:] == ["scale", "scale-ams", "scale-syd", "smoke"]
+    steps = {step.name: step for step in plan.steps}
+    assert steps["scale"].create == tuple(
+        scale_count_argv("flyctl", app="chat-prod", count=2, region="iad")
+    )
+    assert steps["scale-ams"].create == tuple(
+        scale_count_argv("flyctl", app="chat-prod", count=3, region="ams")
+    )
+    assert steps["scale-syd"].create[3:6] == ("1", "--region", "syd")
+    # in turn: each `fly scale count` leases every machine of the app (count_machines.go:133)
+    assert steps["scale"].depends_on == ("deploy",)
+    assert steps["scale-ams"].depends_on == ("scale",)
+    assert steps["scale-syd"].depends_on == ("scale-ams",)
+    assert steps["smoke"].depends_on == ("scale-syd",)
+    # --ha is about the primary region's first deploy: 2 machines there
+    assert "--ha=true" in steps["deploy"].create
+
+
+def test_a_removed_region_is_scaled_to_zero_and_the_primary_never_is() -> None:
+    """Deleting a further region's step (the region left `regions`) runs `count 0 --region R`;
+    the primary region's step deletes nothing (the app and its machines are retained)."""
+    plan = fly_plan(_regions(regions={"ams": 1}), fly_toml="app = 'x'\n", context=CONTEXT)
+    steps = {step.name: step for step in plan.steps}
+    assert steps["scale-ams"].delete == tuple(
+        scale_count_argv("flyctl", app="chat-prod", count=0, region="ams")
+    )
+    assert steps["scale"].delete is None
+    assert not steps["scale-ams"].triggers  # a count change updates in place, never replaces
+
+
+def test_a_region_at_zero_keeps_its_step() -> None:
+    """`ams: 0` is an explicit `fly scale count 0 --region ams` (0 is a valid absolute count,
+    count.go:95-107)."""
+    plan = fly_plan(_settings(regions={"ams": 0}), fly_toml="app = 'x'\n", context=CONTEXT)
+    steps = {step.name: step for step in plan.steps}
+    assert steps["scale-ams"].create[3:6] == ("0", "--region", "ams")
+
+
+def test_a_single_region_stack_names_its_region_too() -> None:
+    """Without --region flyctl spreads the count over every region that has a machine
+    (count_machines.go:56-57): the plan always names the primary region."""
+    plan = fly_plan(_settings(machines=1), fly_toml="app = 'x'\n", context=CONTEXT)
+    steps = {step.name: step for step in plan.steps}
+    assert [name for name in steps if name.startswith("scale")] == ["scale"]
+    assert steps["scale"].create[3:6] == ("1", "--region", "iad")
+    assert steps["smoke"].depends_on == ("scale",)
+
+
+def test_a_region_count_change_changes_only_that_regions_line() -> None:
+    """What `pulumi preview --diff` shows for {ams: 1} -> {ams: 2}: one step's command line."""
+    before = fly_plan(_regions(regions={"ams": 1}), fly_toml="x", context=CONTEXT)
+    after = fly_plan(_regions(regions={"ams": 2}), fly_toml="x", context=CONTEXT)
+    changed = [
+        old.name
+        for old, new in zip(before.steps, after.steps, strict=True)
+        if old.create_line() != new.create_line()
+    ]
+    assert changed == ["scale-ams"]

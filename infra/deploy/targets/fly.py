@@ -14,7 +14,9 @@ tests. The plan follows the pipeline in ../shared/FLY.md:
 4. ``secrets``: ``fly secrets import --stage`` from stdin on create (no machine exists yet), and
    without ``--stage`` on update so a changed secret rolls the machines;
 5. ``deploy``: ``fly deploy --remote-only`` triggered by the digests of fly.toml and the backend;
-6. ``scale``: the machine count from the stack, after the deploy;
+6. ``scale``: the primary region's machine count (``machines``), after the deploy; then
+   ``scale-<region>`` for each further region of ``regions``, one after the other (each
+   ``fly scale count`` leases every machine of the app, so two at once would collide);
 7. ``smoke``: a real WSS handshake and chat round trip against the public WebSocket URL.
 
 FLY_API_TOKEN is never an input: flyctl reads it from the environment ``pulumi up`` runs in.
@@ -37,6 +39,8 @@ __all__ = [
     "ips_v4_shared_argv",
     "ips_v6_argv",
     "scale_count_argv",
+    "scale_step_name",
+    "scale_steps",
     "secrets_import_argv",
     "secrets_stdin",
     "smoke_argv",
@@ -124,9 +128,23 @@ def deploy_argv(
     ]
 
 
-def scale_count_argv(flyctl: str, *, app: str, count: int) -> list[str]:
-    """Set the number of machines of the app's process group."""
-    return [flyctl, "scale", "count", str(count), "--app", app, "--yes"]
+def scale_count_argv(flyctl: str, *, app: str, count: int, region: str | None = None) -> list[str]:
+    """Set the number of machines of the app's process group, in ``region`` only when given.
+
+    flyctl v0.4.87: ``count [count]`` takes one absolute count (``strconv.Atoi``, so ``0`` is
+    valid and removes the machines; internal/command/scale/count.go:27-31, 95-107), ``--region``
+    / ``-r`` is a flag of the command (count.go:38), ``--app`` and ``--yes`` too (count.go:33-35;
+    without ``--yes`` and no terminal it fails, count_machines.go:117-128). With ``--region R``
+    the count is converged over R alone and machines in other regions are left as they are
+    (count_machines.go:52-61, ``convergeGroupCounts`` 373-422, and its test "Ignore non-listed
+    regions" in count_machines_test.go); WITHOUT it, flyctl spreads the count over every region
+    that has a machine (count.go:38, count_machines.go:56-57), which would undo a multi-region
+    layout: the plan always names the region.
+    """
+    argv = [flyctl, "scale", "count", str(count)]
+    if region is not None:
+        argv += ["--region", region]
+    return [*argv, "--app", app, "--yes"]
 
 
 def smoke_argv(python: str, *, wss_url: str, https_url: str) -> list[str]:
@@ -139,6 +157,42 @@ def public_urls(settings: StackSettings) -> tuple[str, str]:
     host = f"{settings.fly.app}.fly.dev"
     port = settings.fly.websocket.public_port
     return f"https://{host}/", f"wss://{host}:{port}/"
+
+
+def scale_step_name(region: str, settings: StackSettings) -> str:
+    """``scale`` for the primary region (the step's name before regions existed, so a stack's
+    state keeps it), ``scale-<region>`` for the others."""
+    return "scale" if region == settings.fly.primary_region else f"scale-{region}"
+
+
+def scale_steps(settings: StackSettings) -> list[Step]:
+    """One ``fly scale count N --region R`` step per region, the primary region first.
+
+    They run one after the other: ``fly scale count`` lists and leases EVERY machine of the app
+    before it acts (count_machines.go:33, 133), so two running at once would fight over the
+    leases. A further region's step scales it to 0 on delete, so removing a region from
+    ``regions`` removes its machines (``pulumi preview`` shows the step leaving); the primary
+    region's step deletes nothing, like the app itself.
+    """
+    flyctl = settings.flyctl
+    app = settings.fly.app
+    steps: list[Step] = []
+    previous = "deploy"
+    for region, count in settings.placements:
+        name = scale_step_name(region, settings)
+        further = name != "scale"
+        steps.append(
+            Step(
+                name=name,
+                create=tuple(scale_count_argv(flyctl, app=app, count=count, region=region)),
+                delete=tuple(scale_count_argv(flyctl, app=app, count=0, region=region))
+                if further
+                else None,
+                depends_on=(previous,),
+            )
+        )
+        previous = name
+    return steps
 
 
 def fly_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) -> Plan:
@@ -194,11 +248,7 @@ def fly_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) ->
             triggers=release_trigger,
             depends_on=("fly-toml", "ips-v6", "ips-v4", "secrets"),
         ),
-        Step(
-            name="scale",
-            create=tuple(scale_count_argv(flyctl, app=app, count=settings.machines)),
-            depends_on=("deploy",),
-        ),
+        *scale_steps(settings),
         Step(
             name="smoke",
             create=tuple(smoke_argv(context.python, wss_url=wss_url, https_url=https_url)),
@@ -206,7 +256,7 @@ def fly_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) ->
             if "TOKEN_SIGNING_KEY" in secret_names
             else (),
             triggers=release_trigger,
-            depends_on=("scale",),
+            depends_on=(scale_step_name(settings.placements[-1][0], settings),),
         ),
     ]
     return Plan(steps=tuple(steps), https_url=https_url, wss_url=wss_url)
