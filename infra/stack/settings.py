@@ -371,12 +371,9 @@ def settings_from_config(
     local_port_base = _local_port_base(reader)
     broker = cast(Broker, reader.text("broker"))
     if regions and total > 1 and broker == "memory":
-        spread = ", ".join(
-            f"{code}: {count}" for code, count in ((primary_region, machines), *regions)
-        )
         raise ConfigError(
             key=f"{PROJECT}:regions",
-            value=f"{{{spread}}}",
+            value={primary_region: machines, **dict(regions)},
             reason=f"{total} machines in total: with the in-memory broker rooms and presence "
             f"would split between machines; set {PROJECT}:broker: redis (and the redisUrl "
             "secret), one Redis every region reaches",

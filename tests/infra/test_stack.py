@@ -423,7 +423,7 @@ def test_regions_with_more_than_one_machine_need_redis() -> None:
     """Two regions of one machine each are two machines: the in-memory broker would split rooms."""
     error = _error({**FLY, "regions": {"ams": 1}})
     assert error.key == "realtime-fly:regions"
-    assert error.value == "{iad: 1, ams: 1}"
+    assert error.value == {"iad": 1, "ams": 1}
     assert "2 machines in total" in error.reason
     assert "realtime-fly:broker: redis" in error.reason
     # with Redis (and its secret) the same layout is fine; a region at 0 adds no machine

@@ -16,6 +16,7 @@ from infra.deploy.targets.fly import (
     ips_v4_shared_argv,
     ips_v6_argv,
     public_urls,
+    release_digest,
     scale_count_argv,
     secrets_import_argv,
     secrets_stdin,
@@ -232,3 +233,20 @@ def test_a_region_count_change_changes_only_that_regions_line() -> None:
         if old.create_line() != new.create_line()
     ]
     assert changed == ["scale-ams"]
+
+
+def test_release_digest_ignores_the_machine_count_only() -> None:
+    """Scaling (any region) leaves the deploy trigger alone; a broker or a real key change not."""
+    from infra.flytoml.render import render_fly_toml
+
+    def digest(**extra: object) -> str:
+        settings = _regions(**extra)
+        return release_digest(render_fly_toml(settings.fly, stack="prod"))
+
+    base = digest(regions={"ams": 1})
+    assert digest(regions={"ams": 3}) == base
+    assert digest(machines=2, regions={"ams": 1, "syd": 2}) == base
+    assert digest(regions={"ams": 1}, killTimeout="60s") != base
+    assert digest(regions={"ams": 1}, primaryRegion="lhr") != base
+    memory = _settings()
+    assert release_digest(render_fly_toml(memory.fly, stack="prod")) != base  # broker differs

@@ -13,7 +13,9 @@ tests. The plan follows the pipeline in ../shared/FLY.md:
    after a lost state (or ``destroy``, which retains the app) creates no second app or address;
 4. ``secrets``: ``fly secrets import --stage`` from stdin on create (no machine exists yet), and
    without ``--stage`` on update so a changed secret rolls the machines;
-5. ``deploy``: ``fly deploy --remote-only`` triggered by the digests of fly.toml and the backend;
+5. ``deploy``: ``fly deploy --remote-only`` triggered by the digests of fly.toml and the backend
+   (:func:`release_digest`: the machine count in fly.toml's ``# deployment:`` comment is left
+   out, so scaling, in any region, never redeploys and drops every WebSocket);
 6. ``scale``: the primary region's machine count (``machines``), after the deploy; then
    ``scale-<region>`` for each further region of ``regions``, one after the other (each
    ``fly scale count`` leases every machine of the app, so two at once would collide);
@@ -24,8 +26,11 @@ FLY_API_TOKEN is never an input: flyctl reads it from the environment ``pulumi u
 
 from __future__ import annotations
 
+import re
+
 from infra.deploy.plan import Plan, PlanContext, Step, materialise_step, text_digest
 from infra.deploy.targets.fly_secrets import secrets_stdin
+from infra.flytoml.render import DEPLOYMENT_COMMENT
 from infra.stack.settings import SECRETS, StackSettings
 
 __all__ = [
@@ -38,6 +43,7 @@ __all__ = [
     "ips_list_argv",
     "ips_v4_shared_argv",
     "ips_v6_argv",
+    "release_digest",
     "scale_count_argv",
     "scale_step_name",
     "scale_steps",
@@ -152,6 +158,19 @@ def smoke_argv(python: str, *, wss_url: str, https_url: str) -> list[str]:
     return [python, "-m", "infra.deploy.smoke", "--wss-url", wss_url, "--https-url", https_url]
 
 
+_MACHINE_COUNT = re.compile(rf"^(#\s*{re.escape(DEPLOYMENT_COMMENT)}.*?)machines = \d+, ", re.M)
+
+
+def release_digest(fly_toml: str) -> str:
+    """The digest of what ``fly deploy`` ships: fly.toml without the machine count.
+
+    The count lives only in the ``# deployment:`` comment (flyctl reads no comment); the scale
+    steps apply it without a release. A redeploy would restart every machine, so every
+    WebSocket client would reconnect, for nothing.
+    """
+    return text_digest(_MACHINE_COUNT.sub(r"\1", fly_toml))
+
+
 def public_urls(settings: StackSettings) -> tuple[str, str]:
     """The app's public HTTPS and WSS URLs on its fly.dev hostname."""
     host = f"{settings.fly.app}.fly.dev"
@@ -205,7 +224,7 @@ def fly_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) ->
     https_url, wss_url = public_urls(settings)
     secret_names = tuple(spec.env_name for spec in SECRETS if spec.key in settings.secrets_set)
     deploy = settings.fly.deploy
-    release_trigger = (text_digest(fly_toml), context.backend_digest)
+    release_trigger = (release_digest(fly_toml), context.backend_digest)
 
     steps = [
         materialise_step(context, fly_toml, ship_backend=True),
