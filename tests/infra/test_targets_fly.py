@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from infra.deploy.plan import PlanContext
@@ -250,3 +254,45 @@ def test_release_digest_ignores_the_machine_count_only() -> None:
     assert digest(regions={"ams": 1}, primaryRegion="lhr") != base
     memory = _settings()
     assert release_digest(render_fly_toml(memory.fly, stack="prod")) != base  # broker differs
+
+
+_FLYCTL_MIRROR = Path(os.environ.get("FLYCTL_SOURCE_GIT_DIR", "/work/.mirror/superfly+flyctl/repo"))
+
+
+def _flyctl_source(path: str) -> str:
+    """A file of flyctl v0.4.87's source from a bare git mirror; skip when there is none (the
+    flyctl binary cannot be built here: tests/integration/test_flyctl_cli.py runs the real
+    parser where it can)."""
+    if not (_FLYCTL_MIRROR / "HEAD").exists():
+        pytest.skip(f"no flyctl source mirror at {_FLYCTL_MIRROR} (FLYCTL_SOURCE_GIT_DIR)")
+    result = subprocess.run(
+        ["git", f"--git-dir={_FLYCTL_MIRROR}", "show", f"v0.4.87:{path}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"flyctl v0.4.87 {path} not in the mirror: {result.stderr.strip()}")
+    return result.stdout
+
+
+def test_scale_count_argv_matches_flyctls_own_command_definition() -> None:
+    """Every word of `fly scale count N --region R --app A --yes` is declared by flyctl
+    v0.4.87's `scale count` command (count.go:27-43, flagnames/constants.go)."""
+    count = _flyctl_source("internal/command/scale/count.go")
+    names = _flyctl_source("internal/flag/flagnames/constants.go")
+    argv = scale_count_argv("flyctl", app="a", count=2, region="ams")
+    assert argv[1:3] == ["scale", "count"]
+    assert 'command.New("count [count]"' in count  # the count is the first argument
+    assert "cmd.Args = cobra.MinimumNArgs(1)" in count
+    assert int(argv[3]) >= 0  # strconv.Atoi, absolute without a sign (count.go:95-107)
+    flags = [word.removeprefix("--") for word in argv if word.startswith("--")]
+    assert flags == ["region", "app", "yes"]
+    assert 'Name: "region", Shorthand: "r"' in count
+    assert "flag.App()," in count
+    assert "flag.Yes()," in count
+    assert 'App = "app"' in names
+    assert 'Yes = "yes"' in names
+    # --region is read as one comma-separated list (count_machines.go:52-55)
+    machines = _flyctl_source("internal/command/scale/count_machines.go")
+    assert 'regions = strings.Split(v, ",")' in machines
