@@ -30,7 +30,7 @@ from tests.infra.pulumi_harness import (
 )
 
 FLY_STACKS = ["staging", "production"]
-FLY_STEPS = ["fly-toml", "app", "ips-v6", "ips-v4", "secrets", "deploy", "scale", "smoke"]
+FLY_STEPS = ["fly-toml", "app", "ips-v6", "ips-v4", "secrets", "deploy", "scale-iad", "smoke"]
 
 
 @pytest.fixture(scope="module", params=FLY_STACKS)
@@ -65,8 +65,8 @@ def test_every_command_is_a_child_of_the_component(fly_run: tuple[str, ProgramRu
         ("ips-v4", {"app"}),
         ("secrets", {"app"}),
         ("deploy", {"fly-toml", "ips-v6", "ips-v4", "secrets"}),
-        ("scale", {"deploy"}),
-        ("smoke", {"scale"}),
+        ("scale-iad", {"deploy"}),
+        ("smoke", {"scale-iad"}),
     ],
 )
 def test_dependencies_order_the_pipeline(
@@ -267,26 +267,26 @@ def _inputs(run: ProgramRun) -> dict[str, dict[str, Any]]:
 
 
 def test_two_regions_register_a_scale_command_per_region_in_turn() -> None:
-    """{iad: 2, ams: 1} (iad primary): `scale` then `scale-ams`, then the smoke check."""
+    """{iad: 2, ams: 1} (iad primary): `scale-iad` then `scale-ams`, then the smoke check."""
     run = _regions_run({"ams": 1})
     assert sorted(_inputs(run)) == sorted([*FLY_STEPS, "scale-ams"])
     urns = run.by_urn()
     dependency = {
         step: [urns[urn].name for urn in run.command(step).dependencies]
-        for step in ("scale", "scale-ams", "smoke")
+        for step in ("scale-iad", "scale-ams", "smoke")
     }
     assert dependency == {
-        "scale": ["realtime-production-deploy"],
-        "scale-ams": ["realtime-production-scale"],
+        "scale-iad": ["realtime-production-deploy"],
+        "scale-ams": ["realtime-production-scale-iad"],
         "smoke": ["realtime-production-scale-ams"],
     }
-    assert run.command("scale").inputs["create"] == (
+    assert run.command("scale-iad").inputs["create"] == (
         "flyctl scale count 2 --region iad --app realtime-production --yes"
     )
     ams = run.command("scale-ams").inputs
     assert ams["create"] == "flyctl scale count 1 --region ams --app realtime-production --yes"
     assert ams["delete"] == "flyctl scale count 0 --region ams --app realtime-production --yes"
-    assert "delete" not in run.command("scale").inputs or not run.command("scale").inputs["delete"]
+    assert not run.command("scale-iad").inputs.get("delete")
     assert 'primary_region = "iad"' in run.command("fly-toml").inputs["stdin"]
 
 
@@ -335,3 +335,23 @@ def test_regions_on_the_memory_broker_fail_the_preview_naming_the_key() -> None:
         ConfigError, match=r"realtime-fly:regions = \{iad = 1, ams = 1\}: 2 machines in total"
     ):
         run_program("staging", config=config, secret_keys=keys)
+
+
+def test_swapping_the_primary_region_deletes_no_step() -> None:
+    """primary iad + {ams: 1} -> primary ams + {iad: 1}: the same two steps, updated in place
+    (named by region), so no delete (which the engine runs last, with its stored inputs) can
+    scale the new primary to 0; only the delete commands trade places."""
+    before = _inputs(_regions_run({"ams": 1}, machines=1))
+    secrets = stack_secrets("production")
+    config = stack_config("production", secrets=secrets)
+    config[f"{PROJECT}:primaryRegion"] = "ams"
+    config[f"{PROJECT}:machines"] = "1"
+    config[f"{PROJECT}:regions"] = json.dumps({"iad": 1})
+    after = _inputs(
+        run_program("production", config=config, secret_keys=[f"{PROJECT}:{k}" for k in secrets])
+    )
+    assert sorted(before) == sorted(after)
+    assert before["scale-ams"]["delete"]
+    assert not after["scale-ams"].get("delete")
+    assert after["scale-iad"]["delete"]
+    assert not before["scale-iad"].get("delete")

@@ -153,7 +153,7 @@ def test_single_machine_stack_deploys_without_ha_and_scales_to_one() -> None:
     plan = fly_plan(settings, fly_toml="app = 'x'\n", context=CONTEXT)
     steps = {step.name: step for step in plan.steps}
     assert "--ha=false" in steps["deploy"].create
-    assert steps["scale"].create[3] == "1"
+    assert steps["scale-iad"].create[3] == "1"
     assert steps["secrets"].stdin_secrets == ("TOKEN_SIGNING_KEY",)
     assert steps["deploy"].dir == "build/x/app"
 
@@ -175,13 +175,13 @@ def test_scale_count_with_a_region_puts_the_flag_before_app_and_yes() -> None:
 
 
 def test_every_region_is_scaled_on_its_own_in_turn() -> None:
-    """One step per region, the primary first (named `scale` as before), each after the last."""
+    """One step per region (named by region), the primary first, each after the last."""
     settings = _regions(machines=2, regions={"syd": 1, "ams": 3})
     plan = fly_plan(settings, fly_toml="app = 'x'\n", context=CONTEXT)
     names = [step.name for step in plan.steps]
-    assert names[-4:] == ["scale", "scale-ams", "scale-syd", "smoke"]
+    assert names[-4:] == ["scale-iad", "scale-ams", "scale-syd", "smoke"]
     steps = {step.name: step for step in plan.steps}
-    assert steps["scale"].create == tuple(
+    assert steps["scale-iad"].create == tuple(
         scale_count_argv("flyctl", app="chat-prod", count=2, region="iad")
     )
     assert steps["scale-ams"].create == tuple(
@@ -189,8 +189,8 @@ def test_every_region_is_scaled_on_its_own_in_turn() -> None:
     )
     assert steps["scale-syd"].create[3:6] == ("1", "--region", "syd")
     # in turn: each `fly scale count` leases every machine of the app (count_machines.go:133)
-    assert steps["scale"].depends_on == ("deploy",)
-    assert steps["scale-ams"].depends_on == ("scale",)
+    assert steps["scale-iad"].depends_on == ("deploy",)
+    assert steps["scale-ams"].depends_on == ("scale-iad",)
     assert steps["scale-syd"].depends_on == ("scale-ams",)
     assert steps["smoke"].depends_on == ("scale-syd",)
     # --ha is about the primary region's first deploy: 2 machines there
@@ -205,7 +205,7 @@ def test_a_removed_region_is_scaled_to_zero_and_the_primary_never_is() -> None:
     assert steps["scale-ams"].delete == tuple(
         scale_count_argv("flyctl", app="chat-prod", count=0, region="ams")
     )
-    assert steps["scale"].delete is None
+    assert steps["scale-iad"].delete is None
     assert not steps["scale-ams"].triggers  # a count change updates in place, never replaces
 
 
@@ -222,9 +222,9 @@ def test_a_single_region_stack_names_its_region_too() -> None:
     (count_machines.go:56-57): the plan always names the primary region."""
     plan = fly_plan(_settings(machines=1), fly_toml="app = 'x'\n", context=CONTEXT)
     steps = {step.name: step for step in plan.steps}
-    assert [name for name in steps if name.startswith("scale")] == ["scale"]
-    assert steps["scale"].create[3:6] == ("1", "--region", "iad")
-    assert steps["smoke"].depends_on == ("scale",)
+    assert [name for name in steps if name.startswith("scale")] == ["scale-iad"]
+    assert steps["scale-iad"].create[3:6] == ("1", "--region", "iad")
+    assert steps["smoke"].depends_on == ("scale-iad",)
 
 
 def test_a_region_count_change_changes_only_that_regions_line() -> None:

@@ -16,8 +16,8 @@ tests. The plan follows the pipeline in ../shared/FLY.md:
 5. ``deploy``: ``fly deploy --remote-only`` triggered by the digests of fly.toml and the backend
    (:func:`release_digest`: the machine count in fly.toml's ``# deployment:`` comment is left
    out, so scaling, in any region, never redeploys and drops every WebSocket);
-6. ``scale``: the primary region's machine count (``machines``), after the deploy; then
-   ``scale-<region>`` for each further region of ``regions``, one after the other (each
+6. ``scale-<region>``: the primary region's machine count (``machines``), after the deploy;
+   then the same for each further region of ``regions``, one after the other (each
    ``fly scale count`` leases every machine of the app, so two at once would collide);
 7. ``smoke``: a real WSS handshake and chat round trip against the public WebSocket URL.
 
@@ -178,10 +178,10 @@ def public_urls(settings: StackSettings) -> tuple[str, str]:
     return f"https://{host}/", f"wss://{host}:{port}/"
 
 
-def scale_step_name(region: str, settings: StackSettings) -> str:
-    """``scale`` for the primary region (the step's name before regions existed, so a stack's
-    state keeps it), ``scale-<region>`` for the others."""
-    return "scale" if region == settings.fly.primary_region else f"scale-{region}"
+def scale_step_name(region: str) -> str:
+    """``scale-<region>``: named after the region, never after its role, so that making a
+    further region the primary one (or back) updates two steps in place and deletes none."""
+    return f"scale-{region}"
 
 
 def scale_steps(settings: StackSettings) -> list[Step]:
@@ -191,22 +191,25 @@ def scale_steps(settings: StackSettings) -> list[Step]:
     before it acts (count_machines.go:33, 133), so two running at once would fight over the
     leases. A further region's step scales it to 0 on delete, so removing a region from
     ``regions`` removes its machines (``pulumi preview`` shows the step leaving); the primary
-    region's step deletes nothing, like the app itself.
+    region's step deletes nothing, like the app itself. The engine runs a delete with the inputs
+    it last stored, and only after every create and update: had the steps been named by role
+    (``scale`` for the primary), swapping the primary with a further region would have deleted
+    the old further step AFTER scaling that region up, scaling the new primary to 0.
     """
     flyctl = settings.flyctl
     app = settings.fly.app
+    primary = settings.fly.primary_region
     steps: list[Step] = []
     previous = "deploy"
     for region, count in settings.placements:
-        name = scale_step_name(region, settings)
-        further = name != "scale"
+        name = scale_step_name(region)
         steps.append(
             Step(
                 name=name,
                 create=tuple(scale_count_argv(flyctl, app=app, count=count, region=region)),
-                delete=tuple(scale_count_argv(flyctl, app=app, count=0, region=region))
-                if further
-                else None,
+                delete=None
+                if region == primary
+                else tuple(scale_count_argv(flyctl, app=app, count=0, region=region)),
                 depends_on=(previous,),
             )
         )
@@ -275,7 +278,7 @@ def fly_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) ->
             if "TOKEN_SIGNING_KEY" in secret_names
             else (),
             triggers=release_trigger,
-            depends_on=(scale_step_name(settings.placements[-1][0], settings),),
+            depends_on=(scale_step_name(settings.placements[-1][0]),),
         ),
     ]
     return Plan(steps=tuple(steps), https_url=https_url, wss_url=wss_url)
