@@ -42,7 +42,10 @@ PROJECT: Final = "realtime-fly"
 LOCAL_PORT_BASE: Final = 10000
 """Default of ``localPortBase``: where the local target's ports start (docs/LOCAL.md)."""
 
-Kind = Literal["text", "choice", "integer", "number", "boolean", "duration", "texts", "object"]
+Kind = Literal[
+    "text", "choice", "integer", "number", "boolean", "duration", "texts", "object", "counts"
+]
+"""``counts``: an object of names to integers whose names are free (``regions``: ``{ams: 1}``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,6 +238,9 @@ KEYS: Final[tuple[Key, ...]] = (
     Key(name="metrics", kind="object", toml="metrics"),
     Key(name="metrics.port", kind="integer", default=_METRICS.port, toml="metrics[0].port"),
     Key(name="metrics.path", kind="text", default=_METRICS.path, toml="metrics[0].path"),
+    # Machines per region, e.g. {iad: 2, ams: 1}; the primary region's count is `machines`
+    # (infra.stack.settings reads and checks it; not a fly.toml key: `fly scale count --region`).
+    Key(name="regions", kind="counts"),
 )
 
 _BY_NAME: Final = {key.name: key for key in KEYS}

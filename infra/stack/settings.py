@@ -56,11 +56,22 @@ __all__ = [
     "SecretSpec",
     "StackSettings",
     "load_stack_file",
+    "region_code",
     "settings_from_config",
     "stack_key_for",
 ]
 
 _LOCAL_PORT_BASE_RANGE: Final = (2000, 50000)
+
+_REGION_CODE: Final = re.compile(r"[a-z]{3}")
+"""A Fly region code: three lowercase letters (``iad``, ``ams``, ``syd``)."""
+_RETIRED_REGIONS: Final = {
+    "atl": "dfw", "den": "dfw", "mia": "dfw", "gdl": "dfw", "qro": "dfw", "bos": "ewr",
+    "phx": "lax", "sea": "sjc", "yul": "yyz", "waw": "ams", "mad": "cdg", "otp": "fra",
+    "bog": "gru", "gig": "gru", "scl": "gru", "eze": "gru", "hkg": "sin",
+}  # fmt: skip
+"""flyctl's own map of retired region codes to the regions that replaced them
+(internal/command/launch/plan_builder.go:748-767, ``deprecatedRegionReplacements``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,6 +118,19 @@ class StackSettings:
     """The validated fly.toml model."""
     local_port_base: int = LOCAL_PORT_BASE
     """Where the local target's ports start (``localPortBase``; the fly target ignores it)."""
+    regions: tuple[tuple[str, int], ...] = ()
+    """The further regions (``regions`` minus the primary one) and their machine counts, sorted
+    by region code; ``machines`` is the primary region's count."""
+
+    @property
+    def placements(self) -> tuple[tuple[str, int], ...]:
+        """Machines per region, the primary region first, then :attr:`regions`."""
+        return ((self.fly.primary_region or "", self.machines), *self.regions)
+
+    @property
+    def total_machines(self) -> int:
+        """How many machines run the app across all its regions."""
+        return sum(count for _, count in self.placements)
 
 
 def _present(value: object) -> bool:
@@ -155,6 +179,70 @@ def _local_port_base(values: Values) -> int:
     return base
 
 
+def region_code(key: str, code: object) -> str:
+    """A checked Fly region code, or a ConfigError naming ``key``.
+
+    Checked here: the form (three lowercase letters) and flyctl's own list of retired codes,
+    with the region that replaced each. Not checked: that Fly runs the region today. The list
+    comes from Fly's API (``fly platform regions``), changes over time, and flyctl itself
+    checks nothing locally (``fly scale count --region`` passes the code on,
+    internal/command/scale/count_machines.go:52-55): a copy here would go stale and refuse new
+    regions, and the Machines API refuses an unknown one at the scale step anyway.
+    """
+    if not isinstance(code, str) or not _REGION_CODE.fullmatch(code):
+        raise ConfigError(
+            key=key,
+            value=code,
+            reason="must be a Fly region code: three lowercase letters (`fly platform regions`)",
+        )
+    if code in _RETIRED_REGIONS:
+        raise ConfigError(
+            key=key,
+            value=code,
+            reason=f"is a retired Fly region, consolidated into {_RETIRED_REGIONS[code]!r} "
+            "(flyctl internal/command/launch/plan_builder.go:748)",
+        )
+    return code
+
+
+def _placements(
+    values: Values, *, primary: str, machines_set: bool
+) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """(the primary region's machines, the further regions' counts) from ``machines`` and
+    ``regions``; a primary region listed in ``regions`` takes its count from there."""
+    machines = values.integer("machines")
+    counts = values.counts("regions")
+    if counts is None:
+        return machines, ()
+    machines_key = f"{PROJECT}:machines"
+    for code, count in counts.items():
+        key = f"{PROJECT}:regions.{code}"
+        region_code(key, code)
+        if count < 0:
+            raise ConfigError(
+                key=key, value=count, reason="must be 0 or more (0 removes the region's machines)"
+            )
+    if primary in counts:
+        if machines_set and machines != counts[primary]:
+            raise ConfigError(
+                key=f"{PROJECT}:regions.{primary}",
+                value=counts[primary],
+                reason=f"is the primary region's count, and {machines_key} says {machines}: "
+                "set only one of them",
+            )
+        machines = counts[primary]
+        machines_key = f"{PROJECT}:regions.{primary}"
+    if machines < 1:
+        raise ConfigError(
+            key=machines_key,
+            value=machines,
+            reason=f"the primary region ({primary}) must run at least one machine: `fly deploy` "
+            "creates and updates machines there first",
+        )
+    further = tuple(sorted((code, count) for code, count in counts.items() if code != primary))
+    return machines, further
+
+
 def _websocket(values: Values) -> WebSocketService:
     ws = values.section("websocket")
     # proxyProto's value is judged once, by the model's rule (proxy-proto-version)
@@ -195,7 +283,9 @@ def _required(duration: Duration | None) -> Duration:
     return duration
 
 
-def _fly_config(values: Values, *, stack: str, machines: int, broker: Broker) -> FlyConfig:
+def _fly_config(
+    values: Values, *, stack: str, primary_region: str, machines: int, broker: Broker
+) -> FlyConfig:
     app = values.text("app", f"realtime-{stack}")
     websocket = _websocket(values)
     http_service = _http_service(values)
@@ -206,7 +296,7 @@ def _fly_config(values: Values, *, stack: str, machines: int, broker: Broker) ->
     metrics = Metrics(port=metrics_section.integer("port"), path=metrics_section.text("path"))
     return FlyConfig(
         app=app,
-        primary_region=values.text("primaryRegion"),
+        primary_region=primary_region,
         kill_signal=values.optional_text("killSignal"),
         kill_timeout=values.duration("killTimeout"),
         swap_size_mb=values.optional_integer("swapSizeMb"),
@@ -273,9 +363,21 @@ def settings_from_config(
             value=None,
             reason='required when target is "fly" (`fly orgs list`)',
         )
-    machines = reader.integer("machines")
+    primary_region = region_code(f"{PROJECT}:primaryRegion", reader.text("primaryRegion"))
+    machines, regions = _placements(
+        reader, primary=primary_region, machines_set=plain.get("machines") not in (None, "")
+    )
+    total = machines + sum(count for _, count in regions)
     local_port_base = _local_port_base(reader)
     broker = cast(Broker, reader.text("broker"))
+    if regions and total > 1 and broker == "memory":
+        raise ConfigError(
+            key=f"{PROJECT}:regions",
+            value={primary_region: machines, **dict(regions)},
+            reason=f"{total} machines in total: with the in-memory broker rooms and presence "
+            f"would split between machines; set {PROJECT}:broker: redis (and the redisUrl "
+            "secret), one Redis every region reaches",
+        )
     if broker == "memory" and "redisUrl" in secrets_set:
         raise ConfigError(
             key=f"{PROJECT}:redisUrl",
@@ -294,7 +396,9 @@ def settings_from_config(
                     value=None,
                     reason=f"secret required for this stack: `pulumi config set --secret {key}`",
                 )
-    fly = _fly_config(reader, stack=stack, machines=machines, broker=broker)
+    fly = _fly_config(
+        reader, stack=stack, primary_region=primary_region, machines=total, broker=broker
+    )
     for finding in config_findings(fly):
         if finding.severity == "error":
             raise _stack_error(finding)
@@ -307,6 +411,7 @@ def settings_from_config(
         secrets_set=secrets_set,
         fly=fly,
         local_port_base=local_port_base,
+        regions=regions,
     )
 
 

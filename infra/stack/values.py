@@ -164,6 +164,27 @@ class Values:
             return cast(dict[str, object], value)
         raise self._fail(name, value, "must be an object")
 
+    def counts(self, name: str) -> dict[str, int] | None:
+        """An object of names to integers (``None`` when unset); each value is checked, and an
+        error names ``realtime-fly:<key>.<name>``."""
+        self._schema(name, "counts")
+        value = self._get(name)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = self._json(name, value)
+        if not isinstance(value, dict) or not all(isinstance(item, str) for item in value):
+            raise self._fail(name, value, "must be an object of names to integers")
+        counts: dict[str, int] = {}
+        for item, raw in cast(dict[str, object], value).items():
+            if isinstance(raw, str) and _INTEGER.fullmatch(raw.strip()):
+                counts[item] = int(raw)
+            elif isinstance(raw, int) and not isinstance(raw, bool):
+                counts[item] = raw
+            else:
+                raise self._fail(f"{name}.{item}", raw, "must be an integer")
+        return counts
+
     def section(self, name: str) -> Values:
         """The reader of one object-valued key's fields."""
         return Values(self.mapping(name), section=self._name(name))

@@ -250,3 +250,50 @@ def test_too_many_machines_for_the_port_range_names_the_key(settings: StackSetti
         _with(settings, machines=6, broker="redis", base=50000)
     assert caught.value.key == "realtime-fly:machines"
     assert _with(settings, machines=5, broker="redis", base=50000).steps  # up to 65081
+
+
+# --- regions (issue 15) ---------------------------------------------------------------------
+
+
+def _regional(settings: StackSettings, regions: dict[str, int], machines: int = 1) -> Plan:
+    from infra.stack.settings import settings_from_config
+
+    regional = settings_from_config(
+        {"target": "local", "broker": "redis", "machines": machines, "regions": regions},
+        stack="dev",
+    )
+    return local_plan(regional, fly_toml=render_fly_toml(regional.fly), context=CONTEXT)
+
+
+def test_regions_run_one_backend_per_machine_of_every_region(settings: StackSettings) -> None:
+    """Locally a region is a label: one backend per machine over all regions, each with
+    FLY_REGION set as Fly sets it, all on the one redis-server (as all regions share one Redis)."""
+    plan = _regional(settings, {"ams": 2, "syd": 1}, machines=1)
+    apps = [step for step in plan.steps if step.name.startswith("app-")]
+    assert [(step.name, step.environment["FLY_REGION"]) for step in apps] == [
+        ("app-1", "iad"),
+        ("app-2", "ams"),
+        ("app-3", "ams"),
+        ("app-4", "syd"),
+    ]
+    assert {step.environment["REDIS_URL"] for step in apps} == {"redis://127.0.0.1:16379/0"}
+    assert set(_step(plan, "edge").depends_on) >= {step.name for step in apps}
+
+
+def test_a_single_region_stack_labels_its_backends_with_the_primary_region(plan: Plan) -> None:
+    for name in ("app-1", "app-2"):
+        assert _step(plan, name).environment["FLY_REGION"] == "iad"
+
+
+def test_too_many_machines_over_regions_names_regions() -> None:
+    """The port range counts every region's machines, and the error names realtime-fly:regions."""
+    from infra.errors import ConfigError
+    from infra.stack.settings import settings_from_config
+
+    values = {"target": "local", "broker": "redis", "machines": 3, "localPortBase": 50000}
+    assert len(local_instances(settings_from_config(values, stack="dev"))) == 3
+    too_many = settings_from_config({**values, "regions": {"ams": 3}}, stack="dev")
+    with pytest.raises(ConfigError) as caught:
+        local_instances(too_many)
+    assert caught.value.key == "realtime-fly:regions"
+    assert caught.value.value == {"iad": 3, "ams": 3}

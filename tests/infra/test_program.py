@@ -6,12 +6,14 @@ options, and that no secret value travels unmarked or appears in a command line.
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Any
 
 import pytest
 
 from infra.deploy.plan import text_digest, tree_digest
+from infra.deploy.targets.fly import release_digest
 from infra.errors import ConfigError
 from infra.flytoml.render import render_fly_toml
 from infra.stack.settings import load_stack_file
@@ -28,7 +30,7 @@ from tests.infra.pulumi_harness import (
 )
 
 FLY_STACKS = ["staging", "production"]
-FLY_STEPS = ["fly-toml", "app", "ips-v6", "ips-v4", "secrets", "deploy", "scale", "smoke"]
+FLY_STEPS = ["fly-toml", "app", "ips-v6", "ips-v4", "secrets", "deploy", "scale-iad", "smoke"]
 
 
 @pytest.fixture(scope="module", params=FLY_STACKS)
@@ -63,8 +65,8 @@ def test_every_command_is_a_child_of_the_component(fly_run: tuple[str, ProgramRu
         ("ips-v4", {"app"}),
         ("secrets", {"app"}),
         ("deploy", {"fly-toml", "ips-v6", "ips-v4", "secrets"}),
-        ("scale", {"deploy"}),
-        ("smoke", {"scale"}),
+        ("scale-iad", {"deploy"}),
+        ("smoke", {"scale-iad"}),
     ],
 )
 def test_dependencies_order_the_pipeline(
@@ -96,11 +98,14 @@ def test_fly_toml_is_an_input_of_the_first_step(fly_run: tuple[str, ProgramRun])
 
 
 def test_deploy_is_triggered_by_content_digests(fly_run: tuple[str, ProgramRun]) -> None:
-    """The deploy's triggers are the fly.toml and backend digests: no clock, no randomness."""
+    """The deploy's triggers are the fly.toml and backend digests: no clock, no randomness
+    (the fly.toml one leaves out the machine count of its `# deployment:` comment, which the
+    scale steps apply without a redeploy)."""
     stack, run = fly_run
     deploy = run.command("deploy")
     fly_toml = run.command("fly-toml").inputs["stdin"]
-    assert deploy.inputs["triggers"] == [text_digest(fly_toml), tree_digest(ROOT / "backend")]
+    assert deploy.inputs["triggers"] == [release_digest(fly_toml), tree_digest(ROOT / "backend")]
+    assert release_digest(fly_toml) != text_digest(fly_toml)  # the count is there, and left out
     again = run_program(stack)
     assert again.command("deploy").inputs["triggers"] == deploy.inputs["triggers"]
 
@@ -239,3 +244,114 @@ def test_secret_fly_would_change_is_refused_at_preview_by_key(
     assert reason in str(info.value)
     assert value not in str(info.value)
     assert "k" * 40 not in str(info.value)
+
+
+# --- regions (issue 15) ---------------------------------------------------------------------
+
+
+def _regions_run(regions: dict[str, int], *, machines: int = 2) -> ProgramRun:
+    secrets = stack_secrets("production")
+    config = stack_config("production", secrets=secrets)
+    config[f"{PROJECT}:machines"] = str(machines)
+    config[f"{PROJECT}:regions"] = json.dumps(regions)  # as `pulumi config set` stores it
+    return run_program(
+        "production", config=config, secret_keys=[f"{PROJECT}:{key}" for key in secrets]
+    )
+
+
+def _inputs(run: ProgramRun) -> dict[str, dict[str, Any]]:
+    return {
+        command.name.removeprefix("realtime-production-"): command.inputs
+        for command in run.commands()
+    }
+
+
+def test_two_regions_register_a_scale_command_per_region_in_turn() -> None:
+    """{iad: 2, ams: 1} (iad primary): `scale-iad` then `scale-ams`, then the smoke check."""
+    run = _regions_run({"ams": 1})
+    assert sorted(_inputs(run)) == sorted([*FLY_STEPS, "scale-ams"])
+    urns = run.by_urn()
+    dependency = {
+        step: [urns[urn].name for urn in run.command(step).dependencies]
+        for step in ("scale-iad", "scale-ams", "smoke")
+    }
+    assert dependency == {
+        "scale-iad": ["realtime-production-deploy"],
+        "scale-ams": ["realtime-production-scale-iad"],
+        "smoke": ["realtime-production-scale-ams"],
+    }
+    assert run.command("scale-iad").inputs["create"] == (
+        "flyctl scale count 2 --region iad --app realtime-production --yes"
+    )
+    ams = run.command("scale-ams").inputs
+    assert ams["create"] == "flyctl scale count 1 --region ams --app realtime-production --yes"
+    assert ams["delete"] == "flyctl scale count 0 --region ams --app realtime-production --yes"
+    assert not run.command("scale-iad").inputs.get("delete")
+    assert 'primary_region = "iad"' in run.command("fly-toml").inputs["stdin"]
+
+
+def test_a_region_change_previews_as_line_diffs_and_redeploys_nothing() -> None:
+    """{ams: 1} -> {ams: 2}: what `pulumi preview --diff` compares. Two inputs change: the
+    scale-ams command line and one line of fly.toml (the total in its `# deployment:` comment);
+    the deploy and smoke triggers do not, so no machine restarts and no WebSocket drops."""
+    before, after = _inputs(_regions_run({"ams": 1})), _inputs(_regions_run({"ams": 2}))
+    assert sorted(before) == sorted(after)
+    changed = {
+        (step, key)
+        for step in before
+        for key in set(before[step]) | set(after[step])
+        if before[step].get(key) != after[step].get(key)
+    }
+    assert changed == {("scale-ams", "create"), ("fly-toml", "stdin")}
+    assert after["scale-ams"]["create"].startswith("flyctl scale count 2 --region ams ")
+    diff = [
+        line
+        for line in difflib.unified_diff(
+            before["fly-toml"]["stdin"].splitlines(), after["fly-toml"]["stdin"].splitlines(), n=0
+        )
+        if line[:1] in "+-" and line[:3] not in ("+++", "---")
+    ]
+    assert diff == [
+        '-# deployment: machines = 3, broker = "redis"',
+        '+# deployment: machines = 4, broker = "redis"',
+    ]
+
+
+def test_adding_and_removing_a_region_adds_and_removes_its_command() -> None:
+    """A new region is a new command (previewed as `+ scale-syd`); a region left out is a
+    deleted one, whose delete scales it to 0."""
+    one, two = _inputs(_regions_run({"ams": 1})), _inputs(_regions_run({"ams": 1, "syd": 1}))
+    assert set(two) - set(one) == {"scale-syd"}
+    assert two["scale-syd"]["create"].startswith("flyctl scale count 1 --region syd ")
+    assert two["scale-syd"]["delete"].startswith("flyctl scale count 0 --region syd ")
+    assert two["deploy"]["triggers"] == one["deploy"]["triggers"]
+
+
+def test_regions_on_the_memory_broker_fail_the_preview_naming_the_key() -> None:
+    config = stack_config("staging", secrets=stack_secrets("staging"))
+    config[f"{PROJECT}:regions"] = json.dumps({"ams": 1})
+    keys = [f"{PROJECT}:{key}" for key in stack_secrets("staging")]
+    with pytest.raises(
+        ConfigError, match=r"realtime-fly:regions = \{iad = 1, ams = 1\}: 2 machines in total"
+    ):
+        run_program("staging", config=config, secret_keys=keys)
+
+
+def test_swapping_the_primary_region_deletes_no_step() -> None:
+    """primary iad + {ams: 1} -> primary ams + {iad: 1}: the same two steps, updated in place
+    (named by region), so no delete (which the engine runs last, with its stored inputs) can
+    scale the new primary to 0; only the delete commands trade places."""
+    before = _inputs(_regions_run({"ams": 1}, machines=1))
+    secrets = stack_secrets("production")
+    config = stack_config("production", secrets=secrets)
+    config[f"{PROJECT}:primaryRegion"] = "ams"
+    config[f"{PROJECT}:machines"] = "1"
+    config[f"{PROJECT}:regions"] = json.dumps({"iad": 1})
+    after = _inputs(
+        run_program("production", config=config, secret_keys=[f"{PROJECT}:{k}" for k in secrets])
+    )
+    assert sorted(before) == sorted(after)
+    assert before["scale-ams"]["delete"]
+    assert not after["scale-ams"].get("delete")
+    assert after["scale-iad"]["delete"]
+    assert not before["scale-iad"].get("delete")

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from infra.errors import ConfigError
 from infra.flytoml.model import Build, Deploy, Duration, HttpService, Metrics, Vm, WebSocketService
 from infra.stack.schema import CONFIG_KEYS, KEYS, OBJECT_KEYS, Key, stack_key_for
 from infra.stack.settings import settings_from_config
+from infra.stack.values import Values
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,3 +93,32 @@ def test_config_reference_states_each_default(key: Key) -> None:
     if key.default is None and documented == "`null`":  # a key whose type admits null
         return
     assert documented == _as_documented(key.default)
+
+
+def test_regions_is_a_counts_key() -> None:
+    """`regions` takes free names (region codes), so it is no object key with fixed fields."""
+    regions = next(key for key in KEYS if key.name == "regions")
+    assert (regions.kind, regions.default, regions.toml) == ("counts", None, None)
+    assert "regions" in CONFIG_KEYS
+    assert "regions" not in OBJECT_KEYS
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ({"ams": 1}, {"ams": 1}),
+        ({"ams": "2", "syd": 0}, {"ams": 2, "syd": 0}),
+        ('{"ams": 1, "lhr": "3"}', {"ams": 1, "lhr": 3}),
+    ],
+)
+def test_counts_reader(raw: object, expected: dict[str, int] | None) -> None:
+    values = Values({} if raw is None else {"regions": raw})
+    assert values.counts("regions") == expected
+
+
+def test_counts_reader_names_the_entry() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Values({"regions": {"ams": 1, "syd": "x"}}).counts("regions")
+    assert (caught.value.key, caught.value.value) == ("realtime-fly:regions.syd", "x")

@@ -329,3 +329,120 @@ def test_config_reference_documents_every_key() -> None:
     keys |= {spec.key for spec in SECRETS}
     text_cells = set(re.findall(r"`([A-Za-z.]+)`", text))
     assert keys - documented - text_cells == set()
+
+
+# --- regions (issue 15) ---------------------------------------------------------------------
+
+REDIS = {**FLY, "broker": "redis", "redisUrl": True}
+REDIS_ANY = {key: value for key, value in REDIS.items() if key != "machines"}
+"""The same without ``machines`` (the primary region's count comes from ``regions``)."""
+
+
+def test_regions_add_further_regions_to_the_primary_count() -> None:
+    """`machines` stays the primary region's count; `regions` adds the others, sorted."""
+    settings = settings_from_config(
+        {**REDIS, "machines": 2, "regions": {"syd": 1, "ams": 3}}, stack="s"
+    )
+    assert settings.machines == 2
+    assert settings.regions == (("ams", 3), ("syd", 1))
+    assert settings.placements == (("iad", 2), ("ams", 3), ("syd", 1))
+    assert settings.total_machines == 6
+    # the model (and the rendered header line) carry the total, so the multi-machine rule sees it
+    assert settings.fly.machines == 6
+    assert settings.fly.primary_region == "iad"
+
+
+def test_regions_may_list_the_primary_region() -> None:
+    """{iad: 2, ams: 1} with primaryRegion iad: iad's count is the primary count."""
+    values = {**REDIS_ANY, "regions": {"iad": 2, "ams": 1}}
+    settings = settings_from_config(values, stack="s")
+    assert settings.placements == (("iad", 2), ("ams", 1))
+    # the same count in both keys is no conflict
+    again = settings_from_config({**values, "machines": 2}, stack="s")
+    assert again.placements == settings.placements
+
+
+def test_regions_as_pulumi_json_text() -> None:
+    """`pulumi config set realtime-fly:regions '{"ams": "1"}'` arrives as JSON text."""
+    settings = settings_from_config(
+        {**REDIS_ANY, "primaryRegion": "lhr", "regions": '{"ams": "1", "lhr": 2}'}, stack="s"
+    )
+    assert settings.placements == (("lhr", 2), ("ams", 1))
+
+
+def test_a_single_region_stack_has_no_further_regions() -> None:
+    settings = settings_from_config(FLY, stack="s")
+    assert (settings.regions, settings.placements, settings.total_machines) == (
+        (),
+        (("iad", 1),),
+        1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("regions", "key", "value", "reason"),
+    [
+        ({"ams": -1}, "regions.ams", -1, "must be 0 or more"),
+        ({"ams": 1.5}, "regions.ams", 1.5, "must be an integer"),
+        ({"ams": True}, "regions.ams", True, "must be an integer"),
+        ({"ams": "two"}, "regions.ams", "two", "must be an integer"),
+        (["ams"], "regions", ["ams"], "must be an object of names to integers"),
+        ("{ams: 1", "regions", "{ams: 1", "is not valid JSON"),
+        ({"AMS": 1}, "regions.AMS", "AMS", "three lowercase letters"),
+        ({"amst": 1}, "regions.amst", "amst", "three lowercase letters"),
+        ({"sea": 1}, "regions.sea", "sea", "consolidated into 'sjc'"),
+        ({"hkg": 1}, "regions.hkg", "hkg", "plan_builder.go"),
+        ({"iad": 0, "ams": 2}, "regions.iad", 0, "must run at least one machine"),
+        ({"iad": 3}, "regions.iad", 3, "realtime-fly:machines says 1"),
+    ],
+)
+def test_bad_regions_name_the_key(regions: object, key: str, value: object, reason: str) -> None:
+    """Every region error names realtime-fly:regions.<code> (or regions) and the value."""
+    values = REDIS_ANY if key == "regions.iad" and value == 0 else REDIS
+    error = _error({**values, "regions": regions})
+    assert error.key == f"realtime-fly:{key}"
+    assert error.value == value
+    assert reason in error.reason
+
+
+def test_primary_region_with_no_machine_names_machines() -> None:
+    error = _error({**REDIS, "machines": 0, "regions": {"ams": 2}})
+    assert (error.key, error.value) == ("realtime-fly:machines", 0)
+    assert "primary region (iad) must run at least one machine" in error.reason
+
+
+@pytest.mark.parametrize("code", ["IAD", "mad", "ia", "i-d", ""])
+def test_primary_region_is_checked_like_the_others(code: str) -> None:
+    if code == "":  # unset: the default
+        assert settings_from_config({**FLY, "primaryRegion": code}, stack="s").placements[0][0]
+        return
+    error = _error({**FLY, "primaryRegion": code})
+    assert error.key == "realtime-fly:primaryRegion"
+
+
+def test_regions_with_more_than_one_machine_need_redis() -> None:
+    """Two regions of one machine each are two machines: the in-memory broker would split rooms."""
+    error = _error({**FLY, "regions": {"ams": 1}})
+    assert error.key == "realtime-fly:regions"
+    assert error.value == {"iad": 1, "ams": 1}
+    assert "2 machines in total" in error.reason
+    assert "realtime-fly:broker: redis" in error.reason
+    # with Redis (and its secret) the same layout is fine; a region at 0 adds no machine
+    assert settings_from_config({**REDIS, "regions": {"ams": 1}}, stack="s").total_machines == 2
+    assert settings_from_config({**FLY, "regions": {"ams": 0}}, stack="s").total_machines == 1
+
+
+def test_regions_with_redis_need_the_redis_secret() -> None:
+    error = _error({**FLY, "broker": "redis", "regions": {"ams": 1}})
+    assert error.key == "realtime-fly:redisUrl"
+
+
+def test_regions_render_primary_region_and_the_total() -> None:
+    """fly.toml names the primary region; the header line records the machines over all regions."""
+    settings = settings_from_config(
+        {**REDIS_ANY, "primaryRegion": "ams", "regions": {"ams": 2, "iad": 1}}, stack="s"
+    )
+    text = render_fly_toml(settings.fly, stack="s")
+    assert 'primary_region = "ams"' in text
+    assert 'machines = 3, broker = "redis"' in text
+    assert parse_fly_toml(text).config.machines == 3

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from infra.deploy.plan import PlanContext
@@ -16,6 +20,7 @@ from infra.deploy.targets.fly import (
     ips_v4_shared_argv,
     ips_v6_argv,
     public_urls,
+    release_digest,
     scale_count_argv,
     secrets_import_argv,
     secrets_stdin,
@@ -148,6 +153,146 @@ def test_single_machine_stack_deploys_without_ha_and_scales_to_one() -> None:
     plan = fly_plan(settings, fly_toml="app = 'x'\n", context=CONTEXT)
     steps = {step.name: step for step in plan.steps}
     assert "--ha=false" in steps["deploy"].create
-    assert steps["scale"].create[3] == "1"
+    assert steps["scale-iad"].create[3] == "1"
     assert steps["secrets"].stdin_secrets == ("TOKEN_SIGNING_KEY",)
     assert steps["deploy"].dir == "build/x/app"
+
+
+# --- regions (issue 15) ---------------------------------------------------------------------
+
+
+def _regions(**extra: object) -> StackSettings:
+    return _settings(broker="redis", redisUrl=True, **extra)
+
+
+def test_scale_count_with_a_region_puts_the_flag_before_app_and_yes() -> None:
+    """`fly scale count N --region R --app A --yes`: count.go:27-38 (the count argument, and the
+    --region, --app and --yes flags of the command)."""
+    assert scale_count_argv("fly", app="a", count=2, region="ams") == [
+        "fly", "scale", "count", "2", "--region", "ams", "--app", "a", "--yes",
+    ]  # fmt: skip
+    assert scale_count_argv("fly", app="a", count=0, region="syd")[3] == "0"
+
+
+def test_every_region_is_scaled_on_its_own_in_turn() -> None:
+    """One step per region (named by region), the primary first, each after the last."""
+    settings = _regions(machines=2, regions={"syd": 1, "ams": 3})
+    plan = fly_plan(settings, fly_toml="app = 'x'\n", context=CONTEXT)
+    names = [step.name for step in plan.steps]
+    assert names[-4:] == ["scale-iad", "scale-ams", "scale-syd", "smoke"]
+    steps = {step.name: step for step in plan.steps}
+    assert steps["scale-iad"].create == tuple(
+        scale_count_argv("flyctl", app="chat-prod", count=2, region="iad")
+    )
+    assert steps["scale-ams"].create == tuple(
+        scale_count_argv("flyctl", app="chat-prod", count=3, region="ams")
+    )
+    assert steps["scale-syd"].create[3:6] == ("1", "--region", "syd")
+    # in turn: each `fly scale count` leases every machine of the app (count_machines.go:133)
+    assert steps["scale-iad"].depends_on == ("deploy",)
+    assert steps["scale-ams"].depends_on == ("scale-iad",)
+    assert steps["scale-syd"].depends_on == ("scale-ams",)
+    assert steps["smoke"].depends_on == ("scale-syd",)
+    # --ha is about the primary region's first deploy: 2 machines there
+    assert "--ha=true" in steps["deploy"].create
+
+
+def test_a_removed_region_is_scaled_to_zero_and_the_primary_never_is() -> None:
+    """Deleting a further region's step (the region left `regions`) runs `count 0 --region R`;
+    the primary region's step deletes nothing (the app and its machines are retained)."""
+    plan = fly_plan(_regions(regions={"ams": 1}), fly_toml="app = 'x'\n", context=CONTEXT)
+    steps = {step.name: step for step in plan.steps}
+    assert steps["scale-ams"].delete == tuple(
+        scale_count_argv("flyctl", app="chat-prod", count=0, region="ams")
+    )
+    assert steps["scale-iad"].delete is None
+    assert not steps["scale-ams"].triggers  # a count change updates in place, never replaces
+
+
+def test_a_region_at_zero_keeps_its_step() -> None:
+    """`ams: 0` is an explicit `fly scale count 0 --region ams` (0 is a valid absolute count,
+    count.go:95-107)."""
+    plan = fly_plan(_settings(regions={"ams": 0}), fly_toml="app = 'x'\n", context=CONTEXT)
+    steps = {step.name: step for step in plan.steps}
+    assert steps["scale-ams"].create[3:6] == ("0", "--region", "ams")
+
+
+def test_a_single_region_stack_names_its_region_too() -> None:
+    """Without --region flyctl spreads the count over every region that has a machine
+    (count_machines.go:56-57): the plan always names the primary region."""
+    plan = fly_plan(_settings(machines=1), fly_toml="app = 'x'\n", context=CONTEXT)
+    steps = {step.name: step for step in plan.steps}
+    assert [name for name in steps if name.startswith("scale")] == ["scale-iad"]
+    assert steps["scale-iad"].create[3:6] == ("1", "--region", "iad")
+    assert steps["smoke"].depends_on == ("scale-iad",)
+
+
+def test_a_region_count_change_changes_only_that_regions_line() -> None:
+    """What `pulumi preview --diff` shows for {ams: 1} -> {ams: 2}: one step's command line."""
+    before = fly_plan(_regions(regions={"ams": 1}), fly_toml="x", context=CONTEXT)
+    after = fly_plan(_regions(regions={"ams": 2}), fly_toml="x", context=CONTEXT)
+    changed = [
+        old.name
+        for old, new in zip(before.steps, after.steps, strict=True)
+        if old.create_line() != new.create_line()
+    ]
+    assert changed == ["scale-ams"]
+
+
+def test_release_digest_ignores_the_machine_count_only() -> None:
+    """Scaling (any region) leaves the deploy trigger alone; a broker or a real key change not."""
+    from infra.flytoml.render import render_fly_toml
+
+    def digest(**extra: object) -> str:
+        settings = _regions(**extra)
+        return release_digest(render_fly_toml(settings.fly, stack="prod"))
+
+    base = digest(regions={"ams": 1})
+    assert digest(regions={"ams": 3}) == base
+    assert digest(machines=2, regions={"ams": 1, "syd": 2}) == base
+    assert digest(regions={"ams": 1}, killTimeout="60s") != base
+    assert digest(regions={"ams": 1}, primaryRegion="lhr") != base
+    memory = _settings()
+    assert release_digest(render_fly_toml(memory.fly, stack="prod")) != base  # broker differs
+
+
+_FLYCTL_MIRROR = Path(os.environ.get("FLYCTL_SOURCE_GIT_DIR", "/work/.mirror/superfly+flyctl/repo"))
+
+
+def _flyctl_source(path: str) -> str:
+    """A file of flyctl v0.4.87's source from a bare git mirror; skip when there is none (the
+    flyctl binary cannot be built here: tests/integration/test_flyctl_cli.py runs the real
+    parser where it can)."""
+    if not (_FLYCTL_MIRROR / "HEAD").exists():
+        pytest.skip(f"no flyctl source mirror at {_FLYCTL_MIRROR} (FLYCTL_SOURCE_GIT_DIR)")
+    result = subprocess.run(
+        ["git", f"--git-dir={_FLYCTL_MIRROR}", "show", f"v0.4.87:{path}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"flyctl v0.4.87 {path} not in the mirror: {result.stderr.strip()}")
+    return result.stdout
+
+
+def test_scale_count_argv_matches_flyctls_own_command_definition() -> None:
+    """Every word of `fly scale count N --region R --app A --yes` is declared by flyctl
+    v0.4.87's `scale count` command (count.go:27-43, flagnames/constants.go)."""
+    count = _flyctl_source("internal/command/scale/count.go")
+    names = _flyctl_source("internal/flag/flagnames/constants.go")
+    argv = scale_count_argv("flyctl", app="a", count=2, region="ams")
+    assert argv[1:3] == ["scale", "count"]
+    assert 'command.New("count [count]"' in count  # the count is the first argument
+    assert "cmd.Args = cobra.MinimumNArgs(1)" in count
+    assert int(argv[3]) >= 0  # strconv.Atoi, absolute without a sign (count.go:95-107)
+    flags = [word.removeprefix("--") for word in argv if word.startswith("--")]
+    assert flags == ["region", "app", "yes"]
+    assert 'Name: "region", Shorthand: "r"' in count
+    assert "flag.App()," in count
+    assert "flag.Yes()," in count
+    assert 'App = "app"' in names
+    assert 'Yes = "yes"' in names
+    # --region is read as one comma-separated list (count_machines.go:52-55)
+    machines = _flyctl_source("internal/command/scale/count_machines.go")
+    assert 'regions = strings.Split(v, ",")' in machines

@@ -9,8 +9,11 @@ steps as the Fly target. The plan, in order:
    used only when the stack sets no ``tokenSigningKey`` secret of its own;
 4. ``redis``: ``redis-server`` on 127.0.0.1:16379 with persistence off, when the stack's
    ``broker`` is ``redis`` (the shared broker several instances need, as on Fly with ``--ha``);
-5. ``app-1`` ... ``app-N``: one ``python -m realtime`` process per ``machines``, each with its
-   own ports (21080/21081, 22080/22081...);
+5. ``app-1`` ... ``app-N``: one ``python -m realtime`` process per machine, each with its
+   own ports (21080/21081, 22080/22081...): ``machines`` for the primary region, then each
+   further region's count from ``regions`` (there are no regions on one machine: each process
+   gets ``FLY_REGION`` set to the region it stands for, as Fly sets it on a machine, and all of
+   them share the one redis-server, as every region shares one Redis on Fly);
 6. ``edge-config``: the haproxy configuration rendered FROM the materialised fly.toml's services
    (``infra.local.haproxy``) and checked with ``haproxy -c``;
 7. ``edge``: haproxy on the unprivileged stand-ins of the public ports (80 -> 18080,
@@ -42,6 +45,7 @@ from infra.stack.settings import StackSettings
 __all__ = [
     "STATE_DIR",
     "instance_ports",
+    "instance_regions",
     "local_instances",
     "local_plan",
     "local_urls",
@@ -74,28 +78,33 @@ _METRICS_PORT: Final = 9091
 """The backend's own default ``METRICS_PORT``, for a stack without ``[[metrics]]``."""
 
 
-def local_instances(settings: StackSettings) -> tuple[Instance, ...]:
-    """The backend instances, one per ``machines``, each with a local port for the HTTP and
-    WebSocket services.
+def instance_regions(settings: StackSettings) -> tuple[str, ...]:
+    """The region each local instance stands for, by instance (``app-1`` first): the primary
+    region's ``machines``, then each further region's count, in :attr:`placements` order."""
+    return tuple(region for region, count in settings.placements for _ in range(count))
 
-    Raises ConfigError naming ``realtime-fly:machines`` when the last instance's ports would
-    pass 65535 (with the default ``localPortBase`` that is more than 45 machines).
+
+def local_instances(settings: StackSettings) -> tuple[Instance, ...]:
+    """The backend instances, one per machine over all regions, each with a local port for the
+    HTTP and WebSocket services.
+
+    Raises ConfigError naming ``realtime-fly:machines`` (``realtime-fly:regions`` when the stack
+    has further regions) when the last instance's ports would pass 65535 (with the default
+    ``localPortBase`` that is more than 45 machines).
     """
+    machines = settings.total_machines
     config = settings.fly
     internal = [config.websocket.internal_port]
     if config.http_service is not None:
         internal.append(config.http_service.internal_port)
     highest = max(
-        metrics_port(settings, settings.machines),
-        *(
-            instance_ports(settings.machines, port, base=settings.local_port_base)
-            for port in internal
-        ),
+        metrics_port(settings, machines),
+        *(instance_ports(machines, port, base=settings.local_port_base) for port in internal),
     )
     if highest > _HIGHEST_PORT:
         raise ConfigError(
-            key="realtime-fly:machines",
-            value=settings.machines,
+            key="realtime-fly:regions" if settings.regions else "realtime-fly:machines",
+            value=dict(settings.placements) if settings.regions else machines,
             reason=f"the local target gives each machine its own ports: with localPortBase "
             f"{settings.local_port_base} the last one would listen on {highest} (> 65535); "
             "run fewer machines or lower realtime-fly:localPortBase",
@@ -108,7 +117,7 @@ def local_instances(settings: StackSettings) -> tuple[Instance, ...]:
                 for port in sorted(internal)
             },
         )
-        for index in range(1, settings.machines + 1)
+        for index in range(1, machines + 1)
     )
 
 
@@ -142,11 +151,18 @@ def metrics_port(settings: StackSettings, index: int) -> int:
 
 
 def _backend_environment(
-    settings: StackSettings, index: int, instance: Instance, *, https_url: str, wss_url: str
+    settings: StackSettings,
+    index: int,
+    instance: Instance,
+    *,
+    region: str,
+    https_url: str,
+    wss_url: str,
 ) -> Mapping[str, str]:
     config = settings.fly
     env = dict(config.env)
     env.update(
+        FLY_REGION=region,
         HOST="127.0.0.1",
         WS_PORT=str(instance.ports[config.websocket.internal_port]),
         METRICS_PORT=str(metrics_port(settings, index)),
@@ -167,6 +183,7 @@ def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) 
     """The ordered steps that run one stack on this machine."""
     https_url, wss_url = local_urls(settings)
     instances = local_instances(settings)
+    regions = instance_regions(settings)
     stack_key = "tokenSigningKey" in settings.secrets_set
     secret_environment = ("TOKEN_SIGNING_KEY",) if stack_key else ()
     fly_toml_path = f"{context.build_dir}/fly.toml"
@@ -235,7 +252,12 @@ def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) 
                 ),
                 delete=_stop(context, instance.name),
                 environment=_backend_environment(
-                    settings, index, instance, https_url=https_url, wss_url=wss_url
+                    settings,
+                    index,
+                    instance,
+                    region=regions[index - 1],
+                    https_url=https_url,
+                    wss_url=wss_url,
                 ),
                 secret_environment=secret_environment,
                 triggers=(context.backend_digest, config_digest, ports_trigger),
