@@ -23,8 +23,9 @@ from infra.flytoml.fix import fix_fly_toml, unified_diff
 from infra.flytoml.lint import exit_status, format_finding, lint_fly_toml
 from infra.flytoml.render import render_fly_toml
 from infra.stack.drift import DEFAULT_STACKS, parse_stack_list, report_drift
-from infra.stack.importing import existing_values, import_fly_toml, write_stack_file
+from infra.stack.importing import import_fly_toml
 from infra.stack.settings import load_stack_file
+from infra.stack.stackfile import existing_values, write_stack_file
 
 __all__ = ["main"]
 

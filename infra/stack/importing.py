@@ -15,10 +15,7 @@ that stores them as secrets, never their values. Not in fly.toml at all, so aske
 ``org``, ``machines`` and ``broker`` (``machines``/``broker`` come from the ``# deployment:`` line
 of a file this project rendered).
 
-:func:`write_stack_file` updates ``Pulumi.<NAME>.yaml`` with ruamel.yaml's round trip: comments,
-key order, other namespaces and the keys fly.toml does not carry (``target``, ``org``, secrets,
-``flyctl``...) are kept; the fly.toml-derived ``realtime-fly:*`` keys are replaced, and those the
-import does not set are removed (else the stack would render something the file does not say).
+Writing the result into ``Pulumi.<NAME>.yaml`` is :mod:`infra.stack.stackfile`.
 """
 
 from __future__ import annotations
@@ -26,42 +23,25 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final, Literal
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
-
-from infra.errors import ConfigError
 from infra.flytoml.fix import go_duration
 from infra.flytoml.fly_rules import env_names
 from infra.flytoml.model import Duration, FlyConfig, Service, WebSocketService
 from infra.flytoml.parse import parse_fly_toml
 from infra.flytoml.render import render_fly_toml
-from infra.stack.schema import KEYS, PROJECT
+from infra.stack.schema import PROJECT
 from infra.stack.settings import SECRETS, settings_from_config
+from infra.stack.stackfile import ASKED, plain_default
 
 __all__ = [
-    "ASKED",
     "Difference",
     "ImportResult",
-    "existing_values",
     "flyctl_view",
     "import_fly_toml",
     "stack_values",
-    "write_stack_file",
 ]
 
-ASKED: Final = ("org", "machines", "broker")
-"""The target's settings fly.toml has no key for."""
-_NOT_FROM_TOML: Final = frozenset(
-    {"target", "org", "flyctl", "localPortBase", "machines", "broker"}
-)
-_OWNED: Final = tuple(
-    key.name for key in KEYS if "." not in key.name and key.name not in _NOT_FROM_TOML
-)
-"""The top-level keys an import writes or removes (everything fly.toml can say)."""
-_DEFAULTS: Final = {key.name: key.default for key in KEYS}
 _SECRET_ENV: Final = {spec.env_name: spec.key for spec in SECRETS}
 _DERIVED_ENV: Final = ("WS_PORT", "HTTP_PORT", "METRICS_PORT")
 _TOML_NAMES: Final = {"vms": "vm", "restarts": "restart", "build_target": "build-target"}
@@ -119,7 +99,7 @@ def _put(values: dict[str, object], name: str, value: object) -> None:
         value = value.text
     if isinstance(value, tuple):
         value = list(value)
-    if value == _plain_default(name):
+    if value == plain_default(name):
         return
     section, _, field = name.partition(".")
     if field:
@@ -349,92 +329,3 @@ def import_fly_toml(
         asked=asked,
         rendered=rendered,
     )
-
-
-def _yaml() -> YAML:
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.width = 100
-    return yaml
-
-
-def existing_values(path: Path) -> dict[str, object]:
-    """The values fly.toml cannot carry (``org``, ``machines``, ``broker``, and ``target``,
-    which decides whether ``org`` is needed) already in the stack file at ``path``."""
-    if not path.exists():
-        return {}
-    try:
-        loaded = _yaml().load(path.read_text(encoding="utf-8"))
-    except Exception as exc:  # ruamel's errors share no public base worth naming
-        raise ConfigError(key=str(path), value="<yaml>", reason=f"invalid YAML: {exc}") from None
-    config = loaded.get("config") if isinstance(loaded, Mapping) else None
-    if not isinstance(config, Mapping):
-        return {}
-    return {name: config[f"{PROJECT}:{name}"] for name in ASKED if f"{PROJECT}:{name}" in config}
-
-
-def write_stack_file(path: Path, values: Mapping[str, object]) -> None:
-    """Write or update ``path`` (a ``Pulumi.<stack>.yaml``) with ``values`` (see the module
-    docstring for what is kept); OSError when it cannot be written, ConfigError when the
-    existing file is not YAML of the expected shape."""
-    yaml = _yaml()
-    document: CommentedMap
-    if path.exists():
-        try:
-            loaded = yaml.load(path.read_text(encoding="utf-8"))
-        except Exception as exc:  # ruamel's errors share no public base worth naming
-            raise ConfigError(
-                key=str(path), value="<yaml>", reason=f"invalid YAML: {exc}"
-            ) from None
-        document = loaded if isinstance(loaded, CommentedMap) else CommentedMap()
-    else:
-        document = CommentedMap()
-    config = document.get("config")
-    if not isinstance(config, CommentedMap):
-        config = CommentedMap()
-        document["config"] = config
-    for name in _OWNED:
-        full = f"{PROJECT}:{name}"
-        if name in values:
-            _set(config, full, name, values[name])
-        elif full in config and not _is_default(name, config[full]):
-            del config[full]
-    for name in ("org", "machines", "broker"):
-        if name in values:
-            _set(config, f"{PROJECT}:{name}", name, values[name])
-    with path.open("w", encoding="utf-8") as stream:
-        yaml.dump(document, stream)
-
-
-def _plain_default(name: str) -> object:
-    default = _DEFAULTS.get(name)
-    if isinstance(default, Duration):
-        return default.text
-    if isinstance(default, tuple):
-        return list(default)
-    return default
-
-
-def _is_default(name: str, value: object) -> bool:
-    """Whether an existing value says no more than the key's default (kept as written)."""
-    if isinstance(value, Mapping):
-        if name == "env":
-            return not value
-        return all(_is_default(f"{name}.{field}", item) for field, item in value.items())
-    return f"{name}" in _DEFAULTS and value == _plain_default(name)
-
-
-def _set(config: CommentedMap, key: str, name: str, value: object) -> None:
-    current = config.get(key)
-    if isinstance(value, dict) and isinstance(current, CommentedMap):
-        for field in [f for f in current if f not in value]:
-            if name == "env" or not _is_default(f"{name}.{field}", current[field]):
-                del current[field]
-        for field, item in value.items():
-            current[field] = item
-        return
-    if isinstance(value, dict):
-        config[key] = CommentedMap(value)
-    else:
-        config[key] = value

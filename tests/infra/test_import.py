@@ -29,8 +29,9 @@ from infra.flytoml.fix import fix_fly_toml
 from infra.flytoml.model import KILL_SIGNALS, FlyConfig
 from infra.flytoml.parse import parse_fly_toml
 from infra.flytoml.render import render_fly_toml
-from infra.stack.importing import flyctl_view, import_fly_toml, write_stack_file
+from infra.stack.importing import flyctl_view, import_fly_toml
 from infra.stack.settings import load_stack_file, settings_from_config
+from infra.stack.stackfile import write_stack_file
 from tests.infra.fake_flyctl import install
 from tests.infra.test_fly_ensure import FakeFly, _up
 from tests.infra.test_parse import _configs
