@@ -493,14 +493,6 @@ def encode_presence(room: RoomName, user: User, *, online: bool) -> str:
     )
 
 
-_PRESENCE_PREFIX = '{"type":"presence"'
-
-
-def is_presence(frame: str) -> bool:
-    """Whether an encoded frame is a ``presence`` frame (encoders write ``type`` first)."""
-    return frame.startswith(_PRESENCE_PREFIX)
-
-
 def encode_pong(ref: str | None) -> str:
     return _dumps({"type": "pong", "id": ref} if ref is not None else {"type": "pong"})
 

@@ -38,7 +38,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from realtime.auth import INVALID_TOKEN, TOKEN_EXPIRED, Grant, TokenVerifier
-from realtime.broker import Broker, BrokerError, create_broker
+from realtime.broker import Broker, BrokerError, Kind, create_broker
 from realtime.ids import ConnId, RoomName, User
 from realtime.metrics import Metrics
 from realtime.protocol import (
@@ -64,7 +64,6 @@ from realtime.protocol import (
     encode_refreshed,
     encode_typing,
     encode_welcome,
-    is_presence,
     negotiate,
     parse,
     parse_with_ref,
@@ -466,7 +465,7 @@ class RealtimeServer:
         if came_online:
             try:
                 await self.broker.publish_ephemeral(
-                    room, encode_presence(room, session.user, online=True)
+                    room, Kind.PRESENCE, encode_presence(room, session.user, online=True)
                 )
             except BrokerError as exc:
                 # the join stands; others see the user in their next snapshot
@@ -485,7 +484,7 @@ class RealtimeServer:
         if went_offline:
             self._typing.forget(room, session.user)
             await self.broker.publish_ephemeral(
-                room, encode_presence(room, session.user, online=False)
+                room, Kind.PRESENCE, encode_presence(room, session.user, online=False)
             )
 
     async def _release(self, room: RoomName) -> None:
@@ -519,7 +518,7 @@ class RealtimeServer:
         )
         if self._typing.clear(frame.room, session.user):
             await self.broker.publish_ephemeral(
-                frame.room, encode_typing(frame.room, session.user, active=False)
+                frame.room, Kind.TYPING, encode_typing(frame.room, session.user, active=False)
             )
 
     async def _on_typing(self, session: Session, frame: Typing) -> None:
@@ -530,7 +529,9 @@ class RealtimeServer:
             forward = self._typing.stop(frame.room, session.user)
         if forward:
             await self.broker.publish_ephemeral(
-                frame.room, encode_typing(frame.room, session.user, active=frame.active)
+                frame.room,
+                Kind.TYPING,
+                encode_typing(frame.room, session.user, active=frame.active),
             )
 
     async def _sweep_typing(self) -> None:
@@ -541,19 +542,19 @@ class RealtimeServer:
             for room, user in self._typing.expired(loop.time()):
                 try:
                     await self.broker.publish_ephemeral(
-                        room, encode_typing(room, user, active=False)
+                        room, Kind.TYPING, encode_typing(room, user, active=False)
                     )
                 except Exception:
                     logger.warning("typing expiry publish failed", exc_info=True)
 
     # writes
 
-    def _deliver(self, room: RoomName, frame: str) -> None:
+    def _deliver(self, room: RoomName, kind: Kind, frame: str) -> None:
         """The broker's ``on_event``: push one encoded frame to every local member."""
         local = self._rooms.get(room)
         if local is None:
             return
-        if is_presence(frame):
+        if kind is Kind.PRESENCE:
             pending = self._presence_pending.get(room)
             if pending is None:
                 self._presence_pending[room] = [_wire(frame)]

@@ -8,7 +8,7 @@ import logging
 import jwt
 import pytest
 from realtime.app import App
-from realtime.broker import Appended, BrokerError, MemoryBroker
+from realtime.broker import Appended, BrokerError, Kind, MemoryBroker
 from realtime.ids import ClientMessageId, RoomName, User
 from websockets.exceptions import InvalidStatus
 
@@ -440,10 +440,10 @@ class _DownBroker(MemoryBroker):
 
     down = False
 
-    async def publish_ephemeral(self, room: RoomName, frame: str) -> None:
+    async def publish_ephemeral(self, room: RoomName, kind: Kind, frame: str) -> None:
         if self.down:
             raise BrokerError("redis unreachable")
-        await super().publish_ephemeral(room, frame)
+        await super().publish_ephemeral(room, kind, frame)
 
 
 async def test_broker_outage_is_an_unavailable_error_frame(app: App, client: ClientFactory) -> None:
