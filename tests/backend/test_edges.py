@@ -206,7 +206,7 @@ async def test_unavailable_carries_ref(
     app: App, client: ClientFactory, frame: dict[str, Any]
 ) -> None:
     """During a broker outage, unavailable repeats the frame's id as ref (PROTOCOL.md)."""
-    broker = _Unready(app.ws._deliver, history_size=10)
+    broker = _Unready(app.ws.hub.deliver, history_size=10)
     await broker.start()
     app.ws.broker = broker
     alice = await client("alice")

@@ -421,7 +421,7 @@ async def test_unexpected_error_closes_1011_without_detail(
     app: App, client: ClientFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An unexpected exception closes with 1011, sends no detail, logs the traceback."""
-    broker = _FailingBroker(app.ws._deliver, history_size=10)
+    broker = _FailingBroker(app.ws.hub.deliver, history_size=10)
     await broker.start()
     app.ws.broker = broker
     alice, bob = await client("alice"), await client("bob")
@@ -448,7 +448,7 @@ class _DownBroker(MemoryBroker):
 
 async def test_broker_outage_is_an_unavailable_error_frame(app: App, client: ClientFactory) -> None:
     """A broker failure while handling a frame answers unavailable; the connection stays."""
-    broker = _DownBroker(app.ws._deliver, history_size=10)
+    broker = _DownBroker(app.ws.hub.deliver, history_size=10)
     await broker.start()
     app.ws.broker = broker
     alice = await client("alice")
@@ -482,7 +482,7 @@ async def test_connections_that_come_and_go_leave_nothing_behind(app: App) -> No
         assert (await c.expect("joined"))["presence"] == [{"id": "alice", "name": "alice"}]
         await c.ws.close()
     async with asyncio.timeout(3):
-        while app.ws._open or app.ws._rooms:
+        while app.ws._open or app.ws.hub.rooms:
             await asyncio.sleep(0.01)
     assert await app.ws.broker.presence_snapshot(RoomName("lobby")) == []
     assert "realtime_connections 0.0" in app.metrics.render().decode()

@@ -16,7 +16,7 @@ from realtime.broker.redis.options import RedisOptions
 from realtime.ids import ConnId, RoomName, User, UserId
 from realtime.protocol import encode_presence
 
-logger = logging.getLogger("realtime.broker.redis")
+logger = logging.getLogger(__name__)
 
 PIPELINE_ROOMS = 100
 """Rooms per pipelined round trip of the heartbeat and the reaper."""

@@ -31,7 +31,7 @@ from realtime.broker.redis.keys import Keys
 from realtime.broker.redis.options import RedisOptions
 from realtime.ids import Epoch, RoomName
 
-logger = logging.getLogger("realtime.broker.redis")
+logger = logging.getLogger(__name__)
 
 ALIGN_TIMEOUT = 2.0
 """Seconds a history read waits for the reader to deliver up to the offset it reports."""
