@@ -21,19 +21,10 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 
 from realtime.broker import Broker, BrokerError, Kind, create_broker
+from realtime.encode import encode_ack, encode_joined, encode_presence, encode_typing
 from realtime.fanout import Fanout, wire
 from realtime.ids import ConnId, RoomName, User
-from realtime.protocol import (
-    ErrorCode,
-    FrameError,
-    Join,
-    Message,
-    Typing,
-    encode_ack,
-    encode_joined,
-    encode_presence,
-    encode_typing,
-)
+from realtime.protocol import ErrorCode, FrameError, Join, Message, Typing
 from realtime.rooms import TokenBucket, TypingTracker
 from realtime.settings import Settings
 

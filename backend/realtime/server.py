@@ -22,6 +22,7 @@ from websockets.http11 import Request, Response
 
 from realtime.auth import INVALID_TOKEN, TOKEN_EXPIRED, Grant, TokenVerifier
 from realtime.broker import Broker, BrokerError
+from realtime.encode import encode_error, encode_left, encode_pong, encode_refreshed, encode_welcome
 from realtime.fanout import Fanout, forget_handshake, is_open, queued_bytes, reset_all
 from realtime.hub import UNAVAILABLE, Hub, Session
 from realtime.ids import ConnId
@@ -40,11 +41,6 @@ from realtime.protocol import (
     Refresh,
     Typing,
     close_for,
-    encode_error,
-    encode_left,
-    encode_pong,
-    encode_refreshed,
-    encode_welcome,
     negotiate,
     parse,
     parse_with_ref,

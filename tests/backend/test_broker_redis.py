@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from realtime.broker import Broker, BrokerError, Kind, OnEvent, create_broker
 from realtime.broker.redis import RedisBroker, RedisOptions
+from realtime.encode import encode_message
 from realtime.ids import ClientMessageId, ConnId, Epoch, RoomName, User, UserId
-from realtime.protocol import encode_message
 from realtime.settings import Settings, SettingsError
 from redis.asyncio import Redis
 

@@ -114,7 +114,7 @@ class Broker(abc.ABC):
         The broker assigns the next offset of the room (strictly increasing, never handed
         out twice even across instances) and the room's epoch, checks the idempotency key
         ``(room, user.id, client_id)`` in the same atomic step, stores the frame built by
-        :func:`realtime.protocol.encode_message` in the bounded history and delivers it
+        :func:`realtime.encode.encode_message` in the bounded history and delivers it
         to every subscribed instance. A duplicate is neither stored nor delivered.
         """
 

@@ -14,8 +14,8 @@ import time
 from collections import OrderedDict
 
 from realtime.broker.base import Appended, Broker, Kind, OnEvent, Recovery
+from realtime.encode import encode_message
 from realtime.ids import ClientMessageId, ConnId, Epoch, RoomName, User
-from realtime.protocol import encode_message
 from realtime.rooms import PresenceTable, RoomHistory
 
 

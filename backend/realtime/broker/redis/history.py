@@ -13,8 +13,8 @@ from realtime.broker.base import Appended, BrokerError
 from realtime.broker.redis import lua
 from realtime.broker.redis.keys import Keys
 from realtime.broker.redis.options import RedisOptions
+from realtime.encode import encode_message
 from realtime.ids import ClientMessageId, Epoch, RoomName, User
-from realtime.protocol import encode_message
 
 _OFFSET_MARK = '"offset":0,"epoch":""'
 

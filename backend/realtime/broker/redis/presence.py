@@ -13,8 +13,8 @@ from realtime.broker.base import Kind
 from realtime.broker.redis import lua, wire
 from realtime.broker.redis.keys import Keys
 from realtime.broker.redis.options import RedisOptions
+from realtime.encode import encode_presence
 from realtime.ids import ConnId, RoomName, User, UserId
-from realtime.protocol import encode_presence
 
 logger = logging.getLogger(__name__)
 
