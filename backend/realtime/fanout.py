@@ -19,6 +19,11 @@ websockets version in backend/requirements.txt:
 
 A connection whose send buffer grows above ``SEND_BUFFER_BYTES`` is closed with 4009 while
 everyone else keeps receiving.
+
+Every frame to a client, replies (``write``: welcome, joined, replay, ack, error, pong) and
+room frames (``broadcast``: messages, typing, batched presence) alike, leaves through the two
+methods of :class:`Fanout`, in the order the caller hands them over: per-member buffering or
+coalescing can be added here without touching the hub or the server.
 """
 
 from __future__ import annotations

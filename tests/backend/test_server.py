@@ -486,3 +486,15 @@ async def test_connections_that_come_and_go_leave_nothing_behind(app: App) -> No
             await asyncio.sleep(0.01)
     assert await app.ws.broker.presence_snapshot(RoomName("lobby")) == []
     assert "realtime_connections 0.0" in app.metrics.render().decode()
+
+
+async def test_deliveries_are_routed_by_their_kind(app: App, client: ClientFactory) -> None:
+    """The hub batches what the broker says is presence and sends the rest at once: a
+    frame's kind comes with the delivery, never from its text."""
+    alice = await client("alice")
+    await alice.join()
+    lobby = RoomName("lobby")
+    app.ws.hub.deliver(lobby, Kind.PRESENCE, '{"type":"typing","n":1}')
+    app.ws.hub.deliver(lobby, Kind.TYPING, '{"type":"presence","n":2}')
+    app.ws.hub.deliver(lobby, Kind.MESSAGE, '{"type":"message","n":3}')
+    assert [(await alice.recv())["n"] for _ in range(3)] == [2, 3, 1]
