@@ -2,7 +2,7 @@
 
 Client frames are parsed and validated into frozen dataclasses by :func:`parse`, which raises
 only :class:`FrameError` (answered with an ``error`` frame; the connection stays open).
-Server frames are built by the ``encode_*`` functions as compact JSON text. Every close code
+Server frames are built by the ``encode_*`` functions of :mod:`realtime.encode`. Every close code
 the server uses is in :class:`CloseCode`, and :func:`close_for` is the one place that maps an
 exception to a close code. docs/PROTOCOL.md documents all of it.
 """
@@ -10,14 +10,13 @@ exception to a close code. docs/PROTOCOL.md documents all of it.
 from __future__ import annotations
 
 import enum
-import functools
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from realtime.ids import ClientMessageId, ConnId, Epoch, RoomName, User
+from realtime.ids import ClientMessageId, Epoch, RoomName
 
 PROTOCOL_VERSIONS: tuple[int, ...] = (1,)
 """Versions this server speaks; ``hello`` negotiates the highest one both sides support."""
@@ -386,133 +385,3 @@ def negotiate(offered: tuple[int, ...]) -> int:
             f"unsupported version {list(offered)}, server speaks {list(PROTOCOL_VERSIONS)}",
         )
     return max(common)
-
-
-# Server frames
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def _user(user: User) -> dict[str, str]:
-    return {"id": user.id, "name": user.name}
-
-
-def encode_welcome(version: int, conn: ConnId, user: User, heartbeat: float) -> str:
-    return _dumps(
-        {"type": "welcome", "v": version, "conn": conn, "user": _user(user), "heartbeat": heartbeat}
-    )
-
-
-@functools.lru_cache(maxsize=65536)
-def _user_json(user: User) -> str:
-    return _dumps(_user(user))
-
-
-def encode_joined(
-    room: RoomName,
-    *,
-    epoch: Epoch,
-    offset: int,
-    presence: list[User],
-    recovered: bool | None,
-    replayed: int,
-) -> str:
-    """The ``joined`` frame. The presence snapshot is spliced from per-user JSON kept in a
-    cache: a join into a big room costs a string join, not a fresh encode of every user."""
-    frame: dict[str, Any] = {"type": "joined", "room": room, "epoch": epoch, "offset": offset}
-    if recovered is not None:
-        frame["recovered"] = recovered
-        frame["replayed"] = replayed
-    users = ",".join([_user_json(user) for user in presence])
-    return f'{_dumps(frame)[:-1]},"presence":[{users}]}}'
-
-
-def encode_left(room: RoomName) -> str:
-    return _dumps({"type": "left", "room": room})
-
-
-def encode_message(
-    room: RoomName,
-    *,
-    offset: int,
-    epoch: Epoch,
-    user: User,
-    client_id: ClientMessageId,
-    body: str,
-    ts: int,
-) -> str:
-    """The ``message`` frame stored in history and delivered to every member (``ts`` in ms)."""
-    return _dumps(
-        {
-            "type": "message",
-            "room": room,
-            "offset": offset,
-            "epoch": epoch,
-            "id": client_id,
-            "user": _user(user),
-            "body": body,
-            "ts": ts,
-        }
-    )
-
-
-def encode_ack(
-    room: RoomName, client_id: ClientMessageId, offset: int, epoch: Epoch, *, duplicate: bool
-) -> str:
-    return _dumps(
-        {
-            "type": "ack",
-            "room": room,
-            "id": client_id,
-            "offset": offset,
-            "epoch": epoch,
-            "duplicate": duplicate,
-        }
-    )
-
-
-def encode_typing(room: RoomName, user: User, *, active: bool) -> str:
-    return _dumps(
-        {
-            "type": "typing",
-            "room": room,
-            "user": _user(user),
-            "state": "start" if active else "stop",
-        }
-    )
-
-
-def encode_presence(room: RoomName, user: User, *, online: bool) -> str:
-    return _dumps(
-        {
-            "type": "presence",
-            "room": room,
-            "event": "join" if online else "leave",
-            "user": _user(user),
-        }
-    )
-
-
-_PRESENCE_PREFIX = '{"type":"presence"'
-
-
-def is_presence(frame: str) -> bool:
-    """Whether an encoded frame is a ``presence`` frame (encoders write ``type`` first)."""
-    return frame.startswith(_PRESENCE_PREFIX)
-
-
-def encode_pong(ref: str | None) -> str:
-    return _dumps({"type": "pong", "id": ref} if ref is not None else {"type": "pong"})
-
-
-def encode_refreshed(expires: int) -> str:
-    return _dumps({"type": "refreshed", "exp": expires})
-
-
-def encode_error(exc: FrameError) -> str:
-    frame: dict[str, Any] = {"type": "error", "code": exc.code.value, "detail": exc.detail}
-    if exc.field is not None:
-        frame["field"] = exc.field
-    if exc.ref is not None:
-        frame["ref"] = exc.ref
-    return _dumps(frame)

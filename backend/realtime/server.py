@@ -1,45 +1,31 @@
-"""The WebSocket transport: handshakes, sessions, local rooms and fan-out.
+"""The WebSocket service: lifecycle and drain, handshakes, hello and auth, the read loop.
 
-This layer only moves frames: parsing and validation live in :mod:`realtime.protocol`, room
-logic in :mod:`realtime.rooms`, shared state behind :mod:`realtime.broker`.
-
-Fan-out: every write is non-blocking (``websockets.broadcast``-style, no per-recipient task
-or await). A broadcast frame is JSON-encoded once and framed once, by websockets' own
-:meth:`Frame.serialize <websockets.frames.Frame.serialize>`: server frames are unmasked and
-compression is off, so the bytes on the wire are the same for every recipient and go to
-each transport as they are. A connection whose send buffer grows above
-``SEND_BUFFER_BYTES`` is closed with 4009 while everyone else keeps receiving.
-
-Presence diffs are coalesced per room for ``PRESENCE_BATCH_SECONDS``: a burst of joins
-(a reconnect storm, a deploy) costs each member one write per batch instead of one per
-join. Each diff is still its own ``presence`` frame, in order.
+This layer only moves frames: parsing and validation live in :mod:`realtime.protocol`, local
+rooms and the broker hand-over in :mod:`realtime.hub`, every write (and every websockets
+internal) in :mod:`realtime.fanout`, shared state behind :mod:`realtime.broker`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import math
 import random
 import secrets
-import socket
-import struct
-import termios
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 
 from realtime.auth import INVALID_TOKEN, TOKEN_EXPIRED, Grant, TokenVerifier
-from realtime.broker import Broker, BrokerError, create_broker
-from realtime.ids import ConnId, RoomName, User
+from realtime.broker import Broker, BrokerError
+from realtime.encode import encode_error, encode_left, encode_pong, encode_refreshed, encode_welcome
+from realtime.fanout import Fanout, forget_handshake, is_open, queued_bytes, reset_all
+from realtime.hub import UNAVAILABLE, Hub, Session
+from realtime.ids import ConnId
 from realtime.metrics import Metrics
 from realtime.protocol import (
     ClientFrame,
@@ -55,68 +41,19 @@ from realtime.protocol import (
     Refresh,
     Typing,
     close_for,
-    encode_ack,
-    encode_error,
-    encode_joined,
-    encode_left,
-    encode_pong,
-    encode_presence,
-    encode_refreshed,
-    encode_typing,
-    encode_welcome,
-    is_presence,
     negotiate,
     parse,
     parse_with_ref,
 )
-from realtime.rooms import TokenBucket, TypingTracker
+from realtime.rooms import TokenBucket
 from realtime.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024
-ABORT_AFTER_SECONDS = 1.0
-"""After a 4008 or 4009 close frame is queued, the connection is closed (FIN) as soon as
-the frame has left this host (the socket's send queue is empty), and reset (RST, which
-drops whatever is still queued in the kernel) when that has not happened within this many
-seconds. docs/PROTOCOL.md documents the bound."""
-PRESENCE_BATCH_SECONDS = 0.1
-"""Presence diffs of a room are written to its members at most this often."""
-_UNAVAILABLE = "the broker is not ready, retry later"
 _CLOSED_BY_WEBSOCKETS = frozenset({1002, 1007, 1009, 1011})
 """Close codes websockets sends by itself (protocol error, invalid UTF-8, frame too big,
 keepalive timeout): counted in ``realtime_closes_total`` when the server sent them first."""
-_LINGER_RESET = struct.pack("ii", 1, 0)
-
-_OPEN = State.OPEN
-
-
-class Session:
-    """Per-connection state, kept small: one per authenticated connection."""
-
-    __slots__ = ("bucket", "conn", "expiry", "rooms", "user", "ws")
-
-    def __init__(self, ws: ServerConnection, conn: ConnId, user: User, bucket: TokenBucket) -> None:
-        self.ws = ws
-        self.conn = conn
-        self.user = user
-        self.bucket = bucket
-        self.rooms: set[RoomName] = set()
-        self.expiry: asyncio.TimerHandle | None = None
-
-    def log(self, room: RoomName | None = None, **more: Any) -> dict[str, Any]:
-        return {"conn": self.conn, "user": self.user.id, "room": room, **more}
-
-
-class _LocalRoom:
-    """This instance's members of one room and its broker subscription."""
-
-    __slots__ = ("members", "pending", "subscribed")
-
-    def __init__(self, subscribed: asyncio.Task[None]) -> None:
-        self.members: set[ServerConnection] = set()
-        self.pending = 0
-        self.subscribed = subscribed
 
 
 class RealtimeServer:
@@ -126,24 +63,21 @@ class RealtimeServer:
         self.settings = settings
         self.metrics = metrics
         self.verifier = verifier
-        self.broker: Broker = create_broker(settings, self._deliver)
+        self.fanout = Fanout(metrics, settings.send_buffer_bytes, self._spawn)
+        self.hub = Hub(settings, self.fanout)
         self.draining = False
         self.port = 0
-        self._rooms: dict[RoomName, _LocalRoom] = {}
         self._sessions: set[Session] = set()
-        self._presence_pending: dict[RoomName, list[bytes]] = {}
         self._open = 0
-        self._typing = TypingTracker(ttl=settings.typing_ttl, throttle=settings.typing_throttle)
         self._server: Server | None = None
-        self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._allowed_origins = frozenset(settings.allowed_origins)
-        metrics.watch(rooms=lambda: len(self._rooms), send_queue=self._send_queue_bytes)
+        metrics.watch(rooms=lambda: len(self.hub.rooms), send_queue=self._queued_bytes)
 
     # lifecycle
 
     async def start(self) -> None:
-        await self.broker.start()
+        await self.hub.start()
         self._server = await serve(
             self._handle,
             self.settings.host,
@@ -157,7 +91,6 @@ class RealtimeServer:
             server_header=None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
-        self._sweeper = asyncio.create_task(self._sweep_typing())
         logger.info("websocket server listening", extra={"port": self.port})
 
     @property
@@ -201,8 +134,7 @@ class RealtimeServer:
             async with asyncio.timeout_at(deadline):
                 await server.wait_closed()
         except TimeoutError:
-            for ws in list(server.all_connections):
-                _reset(ws)
+            reset_all(server)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.2):
                     await server.wait_closed()
@@ -211,11 +143,7 @@ class RealtimeServer:
         await self.stop()
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await self.hub.stop_sweeper()
         if self._server is not None:
             self._server.close(code=CloseCode.GOING_AWAY)
             await self._server.wait_closed()
@@ -265,7 +193,7 @@ class RealtimeServer:
             else:
                 logger.info("closing connection: %s", reason, extra=extra)
             if code == CloseCode.RATE_LIMITED:
-                await self._close_promptly(ws, code, reason)
+                await self.fanout.close_promptly(ws, code, reason)
             else:
                 await self._close(ws, code, reason)
         finally:
@@ -275,7 +203,7 @@ class RealtimeServer:
                     session.expiry.cancel()
                 self._sessions.discard(session)
                 self.metrics.connections.dec()
-                await self._disconnect(session)
+                await self.hub.disconnect(session)
 
     async def _authenticate(self, ws: ServerConnection) -> Session:
         try:
@@ -307,8 +235,10 @@ class RealtimeServer:
         )
         session = Session(ws, ConnId(secrets.token_hex(8)), user, bucket)
         self._schedule_expiry(session, grant)
-        ws.response = None  # the handshake response is not read again: free its headers
-        self._write(ws, encode_welcome(version, session.conn, user, self.settings.ping_interval))
+        forget_handshake(ws)
+        self.fanout.write(
+            ws, encode_welcome(version, session.conn, user, self.settings.ping_interval)
+        )
         logger.debug("authenticated", extra=session.log(version=version))
         return session
 
@@ -328,7 +258,7 @@ class RealtimeServer:
                 await self._dispatch(session, frame)
             except BrokerError as exc:
                 logger.warning("broker unavailable: %s", exc, extra=session.log())
-                self._error(ws, FrameError(ErrorCode.UNAVAILABLE, _UNAVAILABLE, ref=ref))
+                self._error(ws, FrameError(ErrorCode.UNAVAILABLE, UNAVAILABLE, ref=ref))
             except FrameError as exc:
                 if exc.ref is None:
                     exc.ref = ref
@@ -348,7 +278,7 @@ class RealtimeServer:
 
     def _expire(self, session: Session) -> None:
         session.expiry = None
-        if session.ws.protocol.state is _OPEN:
+        if is_open(session.ws):
             logger.info("closing connection: %s", TOKEN_EXPIRED, extra=session.log(code=4001))
             self._spawn(self._close(session.ws, CloseCode.UNAUTHORIZED, TOKEN_EXPIRED))
 
@@ -360,7 +290,7 @@ class RealtimeServer:
         if grant.user.id != session.user.id:
             raise FrameError(ErrorCode.INVALID_FIELD, "token is for another user", field="token")
         self._schedule_expiry(session, grant)
-        self._write(session.ws, encode_refreshed(int(grant.expires)))
+        self.fanout.write(session.ws, encode_refreshed(int(grant.expires)))
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)
@@ -369,312 +299,39 @@ class RealtimeServer:
 
     def _error(self, ws: ServerConnection, exc: FrameError) -> None:
         self.metrics.errors.labels(code=exc.code.value).inc()
-        self._write(ws, encode_error(exc))
+        self.fanout.write(ws, encode_error(exc))
 
     async def _dispatch(self, session: Session, frame: ClientFrame) -> None:
         if isinstance(frame, Message):
-            await self._on_message(session, frame)
+            await self.hub.message(session, frame)
         elif isinstance(frame, Typing):
-            self._require_joined(session, frame.room)
-            await self._on_typing(session, frame)
+            await self.hub.typing(session, frame)
         elif isinstance(frame, Join):
-            await self._on_join(session, frame)
+            await self.hub.join(session, frame)
         elif isinstance(frame, Leave):
-            self._require_joined(session, frame.room)
-            await self._leave(session, frame.room)
-            self._write(session.ws, encode_left(frame.room))
+            self.hub.require_joined(session, frame.room)
+            await self.hub.leave(session, frame.room)
+            self.fanout.write(session.ws, encode_left(frame.room))
         elif isinstance(frame, Ping):
-            self._write(session.ws, encode_pong(frame.id))
+            self.fanout.write(session.ws, encode_pong(frame.id))
         elif isinstance(frame, Refresh):
             self._on_refresh(session, frame)
         else:
             raise FrameError(ErrorCode.ALREADY_AUTHENTICATED, "hello was already accepted")
 
-    @staticmethod
-    def _require_joined(session: Session, room: RoomName, ref: str | None = None) -> None:
-        if room not in session.rooms:
-            raise FrameError(
-                ErrorCode.NOT_JOINED, f"not joined to room {room}", field="room", ref=ref
-            )
+    @property
+    def broker(self) -> Broker:
+        return self.hub.broker
 
-    def _require_broker(self) -> None:
-        if not self.broker.ready:
-            raise FrameError(ErrorCode.UNAVAILABLE, _UNAVAILABLE)
+    @broker.setter
+    def broker(self, broker: Broker) -> None:
+        self.hub.broker = broker
 
-    # rooms
-
-    async def _on_join(self, session: Session, frame: Join) -> None:
-        room = frame.room
-        self._require_broker()
-        rejoin = room in session.rooms
-        if not rejoin and len(session.rooms) >= self.settings.max_rooms_per_connection:
-            raise FrameError(
-                ErrorCode.TOO_MANY_ROOMS,
-                f"at most {self.settings.max_rooms_per_connection} rooms per connection",
-                field="room",
-            )
-        try:
-            local = self._rooms.get(room)
-            if local is None:
-                local = self._rooms[room] = _LocalRoom(
-                    asyncio.create_task(self.broker.subscribe(room))
-                )
-            local.pending += 1
-            try:
-                await asyncio.shield(local.subscribed)
-                came_online = (
-                    False
-                    if rejoin
-                    else await self.broker.presence_join(room, session.user, session.conn)
-                )
-                if not rejoin:
-                    session.rooms.add(room)
-                snapshot = await self.broker.presence_snapshot(room)
-                if frame.since is None:
-                    epoch, offset = await self.broker.last(room)
-                    frames: list[str] = []
-                    recovered: bool | None = None
-                else:
-                    recovery = await self.broker.history(
-                        room, frame.since.offset, frame.since.epoch
-                    )
-                    epoch, offset = recovery.epoch, recovery.offset
-                    frames, recovered = recovery.frames, recovery.recovered
-            finally:
-                local.pending -= 1
-        except BrokerError:
-            if not rejoin:  # undo the half-done join; the caller answers unavailable
-                with contextlib.suppress(Exception):
-                    await self._leave(session, room)
-            raise
-        ws = session.ws
-        self._write(
-            ws,
-            encode_joined(
-                room,
-                epoch=epoch,
-                offset=offset,
-                presence=snapshot,
-                recovered=recovered,
-                replayed=len(frames),
-            ),
-        )
-        for replay in frames:
-            self._write(ws, replay)
-        # no await since the history read: live frames follow the replay without a gap
-        local.members.add(ws)
-        if came_online:
-            try:
-                await self.broker.publish_ephemeral(
-                    room, encode_presence(room, session.user, online=True)
-                )
-            except BrokerError as exc:
-                # the join stands; others see the user in their next snapshot
-                logger.warning("presence publish failed: %s", exc, extra=session.log(room))
-
-    async def _leave(self, session: Session, room: RoomName) -> None:
-        joined = room in session.rooms
-        session.rooms.discard(room)
-        local = self._rooms.get(room)
-        if local is not None:
-            local.members.discard(session.ws)
-        await self._release(room)
-        if not joined:
-            return
-        went_offline = await self.broker.presence_leave(room, session.user, session.conn)
-        if went_offline:
-            self._typing.forget(room, session.user)
-            await self.broker.publish_ephemeral(
-                room, encode_presence(room, session.user, online=False)
-            )
-
-    async def _release(self, room: RoomName) -> None:
-        local = self._rooms.get(room)
-        if local is not None and not local.members and not local.pending:
-            del self._rooms[room]
-            await self.broker.unsubscribe(room)
-
-    async def _disconnect(self, session: Session) -> None:
-        for room in list(session.rooms):
-            try:
-                await self._leave(session, room)
-            except Exception:
-                logger.warning("leave on disconnect failed", exc_info=True, extra=session.log(room))
-
-    # messages and typing
-
-    async def _on_message(self, session: Session, frame: Message) -> None:
-        self._require_joined(session, frame.room, frame.id)
-        self._require_broker()
-        try:
-            appended = await self.broker.append(frame.room, session.user, frame.id, frame.body)
-        except BrokerError as exc:
-            logger.warning("append failed: %s", exc, extra=session.log(frame.room))
-            raise FrameError(ErrorCode.UNAVAILABLE, _UNAVAILABLE, ref=frame.id) from None
-        self._write(
-            session.ws,
-            encode_ack(
-                frame.room, frame.id, appended.offset, appended.epoch, duplicate=appended.duplicate
-            ),
-        )
-        if self._typing.clear(frame.room, session.user):
-            await self.broker.publish_ephemeral(
-                frame.room, encode_typing(frame.room, session.user, active=False)
-            )
-
-    async def _on_typing(self, session: Session, frame: Typing) -> None:
-        if frame.active:
-            now = asyncio.get_running_loop().time()
-            forward = self._typing.start(frame.room, session.user, now)
-        else:
-            forward = self._typing.stop(frame.room, session.user)
-        if forward:
-            await self.broker.publish_ephemeral(
-                frame.room, encode_typing(frame.room, session.user, active=frame.active)
-            )
-
-    async def _sweep_typing(self) -> None:
-        period = min(self.settings.typing_ttl, self.settings.typing_throttle) / 4
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(period)
-            for room, user in self._typing.expired(loop.time()):
-                try:
-                    await self.broker.publish_ephemeral(
-                        room, encode_typing(room, user, active=False)
-                    )
-                except Exception:
-                    logger.warning("typing expiry publish failed", exc_info=True)
-
-    # writes
-
-    def _deliver(self, room: RoomName, frame: str) -> None:
-        """The broker's ``on_event``: push one encoded frame to every local member."""
-        local = self._rooms.get(room)
-        if local is None:
-            return
-        if is_presence(frame):
-            pending = self._presence_pending.get(room)
-            if pending is None:
-                self._presence_pending[room] = [_wire(frame)]
-                asyncio.get_running_loop().call_later(
-                    PRESENCE_BATCH_SECONDS, self._flush_presence, room
-                )
-            else:
-                pending.append(_wire(frame))
-            return
-        self._fanout(local.members, _wire(frame))
-
-    def _flush_presence(self, room: RoomName) -> None:
-        frames = self._presence_pending.pop(room, [])
-        local = self._rooms.get(room)
-        if local is not None and frames:
-            self._fanout(local.members, b"".join(frames), len(frames))
-
-    def _write(self, ws: ServerConnection, frame: str) -> None:
-        self._fanout((ws,), _wire(frame))
-
-    def _fanout(self, members: Iterable[ServerConnection], wire: bytes, frames: int = 1) -> None:
-        """Write ``wire`` (``frames`` serialized frames) to every open member, without
-        blocking; close the members whose send buffer went above the limit."""
-        limit = self.settings.send_buffer_bytes
-        sent = dropped = 0
-        slow: list[ServerConnection] = []
-        for ws in members:
-            protocol = ws.protocol
-            if protocol.state is not _OPEN:
-                dropped += 1
-                continue
-            transport = ws.transport
-            try:
-                transport.write(wire)
-            except Exception:
-                dropped += 1
-                continue
-            if transport.get_write_buffer_size() > limit:
-                slow.append(ws)
-            sent += 1
-        self.metrics.messages_out.inc(sent * frames)
-        if dropped:
-            self.metrics.dropped.inc(dropped * frames)
-        for ws in slow:
-            self._close_slow(ws)
-
-    def _close_slow(self, ws: ServerConnection) -> None:
-        """Send 4009 behind the backlog without waiting for the client."""
-        self.metrics.slow_consumers.inc()
-        logger.info("closing slow consumer", extra={"code": int(CloseCode.SLOW_CONSUMER)})
-        self._send_close(ws, CloseCode.SLOW_CONSUMER, "send buffer full")
-        self._spawn(_end_promptly(ws))
-
-    async def _close_promptly(self, ws: ServerConnection, code: CloseCode, reason: str) -> None:
-        """Queue the close frame, then end the TCP connection without waiting for the
-        client's answer (4008, 4009): see :func:`_end_promptly`."""
-        self._send_close(ws, code, reason)
-        await _end_promptly(ws)
-
-    def _send_close(self, ws: ServerConnection, code: CloseCode, reason: str) -> None:
-        """Queue a close frame now (the state leaves OPEN: nothing more is written)."""
-        self.metrics.closes.labels(code=str(int(code))).inc()
-        if ws.protocol.state is _OPEN:
-            ws.protocol.send_close(code, reason)
-            ws.send_data()
-
-    def _send_queue_bytes(self) -> float:
-        total = 0
-        for session in self._sessions:
-            transport = session.ws.transport
-            if transport is not None and not transport.is_closing():
-                total += transport.get_write_buffer_size()
-        return float(total)
+    def _queued_bytes(self) -> float:
+        return queued_bytes(session.ws for session in self._sessions)
 
 
 def drain_budget(seconds: float) -> float:
     """Seconds of a ``DRAIN_SECONDS`` drain given to the WebSocket connections: all but a
     reserve (a tenth, at most 1 s) for stopping the broker and the HTTP service."""
     return seconds - min(seconds / 10, 1.0)
-
-
-def _wire(frame: str) -> bytes:
-    """The bytes of one unmasked, uncompressed text frame: the same for every recipient."""
-    return Frame(Opcode.TEXT, frame.encode()).serialize(mask=False, extensions=[])
-
-
-async def _end_promptly(ws: ServerConnection) -> None:
-    """After a close frame was queued: a FIN once the frame has left this host (the
-    socket's send queue is empty), an RST dropping the kernel's send queue after
-    ``ABORT_AFTER_SECONDS`` at the latest."""
-    transport = ws.transport
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + ABORT_AFTER_SECONDS
-    while ws.protocol.state is not State.CLOSED and not transport.is_closing():
-        if transport.get_write_buffer_size() == 0 and _unsent_bytes(ws) == 0:
-            transport.close()
-            return
-        if loop.time() >= deadline:
-            _reset(ws)
-            return
-        await asyncio.sleep(0.02)
-
-
-def _unsent_bytes(ws: ServerConnection) -> int:
-    """Bytes in the kernel's send queue of the connection's socket (not yet acknowledged
-    by the peer); 0 when it cannot be read."""
-    sock = ws.transport.get_extra_info("socket")
-    if sock is None:
-        return 0
-    try:
-        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-    except OSError:
-        return 0
-    queued: int = struct.unpack("i", raw)[0]
-    return queued
-
-
-def _reset(ws: ServerConnection) -> None:
-    """Abort with an RST: SO_LINGER 0 makes the kernel drop its send queue at once."""
-    sock = ws.transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-    ws.transport.abort()

@@ -31,6 +31,13 @@ class Settings:
     dev_tokens: bool = False
     # broker
     redis_url: str = field(default="", repr=False)
+    # the Redis broker's retention and presence (a dead instance's presence entries vanish
+    # within presence_ttl + presence_heartbeat) and its key namespace
+    history_ttl: int = 86_400
+    idempotency_ttl: int = 600
+    presence_ttl: float = 20.0
+    presence_heartbeat: float = 5.0
+    redis_key_prefix: str = "rt"
     # limits
     max_connections: int = 10_000
     max_rooms_per_connection: int = 20
@@ -87,6 +94,11 @@ class Settings:
             token_signing_key=key,
             dev_tokens=dev_tokens,
             redis_url=env.get("REDIS_URL", ""),
+            history_ttl=reader.get("HISTORY_TTL", _positive_int, 86_400),
+            idempotency_ttl=reader.get("IDEMPOTENCY_TTL", _positive_int, 600),
+            presence_ttl=reader.get("PRESENCE_TTL", _positive_float, 20.0),
+            presence_heartbeat=reader.get("PRESENCE_HEARTBEAT", _positive_float, 5.0),
+            redis_key_prefix=env.get("REDIS_KEY_PREFIX", "") or "rt",
             max_connections=reader.get("MAX_CONNECTIONS", _positive_int, 10_000),
             max_rooms_per_connection=reader.get("MAX_ROOMS_PER_CONNECTION", _positive_int, 20),
             rate_limit_per_second=reader.get("RATE_LIMIT_PER_SECOND", _positive_float, 20.0),
@@ -103,6 +115,11 @@ class Settings:
             log_format=log_format,
             metrics_port=reader.get("METRICS_PORT", _port, 9091),
         )
+        if settings.presence_heartbeat * 2 > settings.presence_ttl:
+            raise SettingsError(
+                f"PRESENCE_HEARTBEAT must be at most half of PRESENCE_TTL, got "
+                f"{settings.presence_heartbeat:g} and {settings.presence_ttl:g}"
+            )
         if settings.http_port == settings.ws_port and settings.http_port != 0:
             raise SettingsError(f"HTTP_PORT and WS_PORT must differ, both are {settings.http_port}")
         for name, port in (("HTTP_PORT", settings.http_port), ("WS_PORT", settings.ws_port)):

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 import pytest
-from realtime.broker import Broker, OnEvent
+from realtime.broker import Broker, Kind, OnEvent
 from realtime.ids import ClientMessageId, ConnId, Epoch, RoomName, User, UserId
 
 BrokerFactory = Callable[[OnEvent], Awaitable[Broker]]
@@ -25,13 +25,15 @@ ROOM = RoomName("lobby")
 
 
 class Inbox:
-    """Collects ``on_event`` deliveries."""
+    """Collects ``on_event`` deliveries: (room, frame) in ``events``, their kinds in ``kinds``."""
 
     def __init__(self) -> None:
         self.events: list[tuple[RoomName, str]] = []
+        self.kinds: list[Kind] = []
 
-    def __call__(self, room: RoomName, frame: str) -> None:
+    def __call__(self, room: RoomName, kind: Kind, frame: str) -> None:
         self.events.append((room, frame))
+        self.kinds.append(kind)
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -69,6 +71,7 @@ class BrokerContract:
         assert not second.duplicate
         await wait_for(lambda: len(inbox.events) == 2)
         assert inbox.events == [(ROOM, first.frame), (ROOM, second.frame)]
+        assert inbox.kinds == [Kind.MESSAGE, Kind.MESSAGE]
         assert '"offset":1' in first.frame
         assert '"body":"hi"' in first.frame
 
@@ -97,7 +100,7 @@ class BrokerContract:
         await broker.subscribe(ROOM)
         await broker.unsubscribe(ROOM)
         await broker.append(ROOM, ALICE, ClientMessageId("m1"), "hi")
-        await broker.publish_ephemeral(ROOM, '{"type":"typing"}')
+        await broker.publish_ephemeral(ROOM, Kind.TYPING, '{"type":"typing"}')
         await settle()
         assert inbox.events == []
 
@@ -146,8 +149,9 @@ class BrokerContract:
         inbox = Inbox()
         broker = await broker_factory(inbox)
         await broker.subscribe(ROOM)
-        await broker.publish_ephemeral(ROOM, '{"type":"typing"}')
+        await broker.publish_ephemeral(ROOM, Kind.TYPING, '{"type":"typing"}')
         await wait_for(lambda: inbox.events == [(ROOM, '{"type":"typing"}')])
+        assert inbox.kinds == [Kind.TYPING]
         assert (await broker.last(ROOM))[1] == 0
 
     async def test_presence_is_aggregated_per_user(self, broker_factory: BrokerFactory) -> None:

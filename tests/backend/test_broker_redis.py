@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from realtime.broker import Broker, BrokerError, OnEvent, create_broker
+from realtime.broker import Broker, BrokerError, Kind, OnEvent, create_broker
 from realtime.broker.redis import RedisBroker, RedisOptions
+from realtime.encode import encode_message
 from realtime.ids import ClientMessageId, ConnId, Epoch, RoomName, User, UserId
-from realtime.protocol import encode_message
-from realtime.settings import Settings
+from realtime.settings import Settings, SettingsError
 from redis.asyncio import Redis
 
 from tests.backend.broker_contract import (
@@ -95,18 +95,42 @@ def test_factory_selects_redis_broker_with_redis_url(redis_server: RedisServer) 
     ],
 )
 def test_options_name_the_bad_variable(env: dict[str, str], message: str) -> None:
-    """A bad broker variable is refused with its name and value."""
-    settings = Settings(dev_tokens=True, redis_url="redis://127.0.0.1:1")
-    with pytest.raises(BrokerError) as info:
-        RedisOptions.from_env(settings, env)
+    """A bad broker variable is refused with its name and value (by Settings, which reads
+    every variable of the backend)."""
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"DEV_TOKENS": "1", "REDIS_URL": "redis://127.0.0.1:1", **env})
     assert str(info.value) == message
 
 
 def test_options_defaults_are_production_defaults() -> None:
     """Without variables: 20 s presence TTL, 5 s heartbeat, one day of history."""
-    options = RedisOptions.from_env(Settings(redis_url="redis://x"), {})
+    options = RedisOptions.from_settings(
+        Settings.from_env({"DEV_TOKENS": "1", "REDIS_URL": "redis://x"})
+    )
     assert (options.presence_ttl, options.presence_heartbeat) == (20.0, 5.0)
     assert (options.history_ttl, options.idempotency_ttl) == (86_400, 600)
+    assert options.key_prefix == "rt"
+    assert options == RedisOptions(url="redis://x")
+
+
+def test_options_come_from_settings() -> None:
+    """Every broker variable reaches the options (REDIS_KEY_PREFIX included)."""
+    settings = Settings.from_env(
+        {
+            "DEV_TOKENS": "1",
+            "REDIS_URL": "redis://x",
+            "HISTORY_TTL": "60",
+            "IDEMPOTENCY_TTL": "30",
+            "PRESENCE_TTL": "3",
+            "PRESENCE_HEARTBEAT": "1.5",
+            "REDIS_KEY_PREFIX": "stage",
+            "HISTORY_SIZE": "7",
+        }
+    )
+    options = RedisOptions.from_settings(settings)
+    assert (options.history_ttl, options.idempotency_ttl) == (60, 30)
+    assert (options.presence_ttl, options.presence_heartbeat) == (3.0, 1.5)
+    assert (options.key_prefix, options.history_size) == ("stage", 7)
 
 
 async def test_frame_built_by_script_equals_encode_message(
@@ -158,7 +182,7 @@ async def test_expired_presence_is_reaped_with_one_leave(
     assert not await survivor.presence_join(ROOM, BOB, ConnId("c4"))
     # simulate the crash: stop refreshing without leaving
     assert isinstance(crashed, RedisBroker)
-    crashed._owned.clear()
+    crashed._presence.owned.clear()
     await wait_for(lambda: len(inbox.events) >= 1, timeout=5.0)
     await asyncio.sleep(0.5)
     leaves = [json.loads(frame) for _, frame in inbox.events]
@@ -170,6 +194,7 @@ async def test_expired_presence_is_reaped_with_one_leave(
             "user": {"id": "u-alice", "name": "alice"},
         }
     ]
+    assert inbox.kinds == [Kind.PRESENCE]
     assert await survivor.presence_snapshot(ROOM) == [BOB]
 
 
@@ -262,7 +287,7 @@ async def test_resubscribes_every_room_in_batches(
             (f"rt:room:{r}".encode(), 1) for r in rooms
         ]
     for room in rooms:
-        await broker.publish_ephemeral(room, '{"type":"typing"}')
+        await broker.publish_ephemeral(room, Kind.TYPING, '{"type":"typing"}')
     await wait_for(lambda: {room for room, _ in inbox.events} == set(rooms))
 
 
@@ -276,7 +301,7 @@ async def test_reaper_covers_every_room(broker_factory: BrokerFactory) -> None:
         await survivor.subscribe(room)
         assert await crashed.presence_join(room, ALICE, ConnId(f"c-{room}"))
     assert isinstance(crashed, RedisBroker)
-    crashed._owned.clear()  # the crash: its heartbeat stops refreshing the entries
+    crashed._presence.owned.clear()  # the crash: its heartbeat stops refreshing the entries
     await wait_for(lambda: len(inbox.events) >= len(rooms), timeout=5.0)
     await asyncio.sleep(0.5)
     assert sorted(room for room, _ in inbox.events) == sorted(rooms)

@@ -15,7 +15,7 @@ import jwt
 import pytest
 from realtime.app import App
 from realtime.auth import TokenVerifier
-from realtime.broker import BrokerError, MemoryBroker
+from realtime.broker import BrokerError, Kind, MemoryBroker
 from realtime.ids import RoomName
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidStatus
@@ -187,10 +187,10 @@ class _Unready(MemoryBroker):
     def ready(self) -> bool:
         return not self.down
 
-    async def publish_ephemeral(self, room: RoomName, frame: str) -> None:
+    async def publish_ephemeral(self, room: RoomName, kind: Kind, frame: str) -> None:
         if self.down:
             raise BrokerError("redis unreachable")
-        await super().publish_ephemeral(room, frame)
+        await super().publish_ephemeral(room, kind, frame)
 
 
 @pytest.mark.parametrize(
@@ -206,7 +206,7 @@ async def test_unavailable_carries_ref(
     app: App, client: ClientFactory, frame: dict[str, Any]
 ) -> None:
     """During a broker outage, unavailable repeats the frame's id as ref (PROTOCOL.md)."""
-    broker = _Unready(app.ws._deliver, history_size=10)
+    broker = _Unready(app.ws.hub.deliver, history_size=10)
     await broker.start()
     app.ws.broker = broker
     alice = await client("alice")

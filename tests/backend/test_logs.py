@@ -30,7 +30,7 @@ def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
-# fields the code base passes today (broker/redis.py passes offset and delivered), and others
+# fields the code base passes today (broker/redis/reader.py passes offset and delivered), and others
 FIELDS: dict[str, Any] = {
     "conn": "c1",
     "user": "alice",

@@ -9,6 +9,15 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from realtime.encode import (
+    encode_ack,
+    encode_error,
+    encode_joined,
+    encode_message,
+    encode_presence,
+    encode_typing,
+    encode_welcome,
+)
 from realtime.ids import ClientMessageId, ConnId, Epoch, RoomName, User, UserId
 from realtime.protocol import (
     CLIENT_TYPES,
@@ -25,13 +34,6 @@ from realtime.protocol import (
     Since,
     Typing,
     close_for,
-    encode_ack,
-    encode_error,
-    encode_joined,
-    encode_message,
-    encode_presence,
-    encode_typing,
-    encode_welcome,
     negotiate,
     parse,
     utf16_units,

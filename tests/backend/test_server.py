@@ -8,7 +8,7 @@ import logging
 import jwt
 import pytest
 from realtime.app import App
-from realtime.broker import Appended, BrokerError, MemoryBroker
+from realtime.broker import Appended, BrokerError, Kind, MemoryBroker
 from realtime.ids import ClientMessageId, RoomName, User
 from websockets.exceptions import InvalidStatus
 
@@ -421,7 +421,7 @@ async def test_unexpected_error_closes_1011_without_detail(
     app: App, client: ClientFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An unexpected exception closes with 1011, sends no detail, logs the traceback."""
-    broker = _FailingBroker(app.ws._deliver, history_size=10)
+    broker = _FailingBroker(app.ws.hub.deliver, history_size=10)
     await broker.start()
     app.ws.broker = broker
     alice, bob = await client("alice"), await client("bob")
@@ -440,15 +440,15 @@ class _DownBroker(MemoryBroker):
 
     down = False
 
-    async def publish_ephemeral(self, room: RoomName, frame: str) -> None:
+    async def publish_ephemeral(self, room: RoomName, kind: Kind, frame: str) -> None:
         if self.down:
             raise BrokerError("redis unreachable")
-        await super().publish_ephemeral(room, frame)
+        await super().publish_ephemeral(room, kind, frame)
 
 
 async def test_broker_outage_is_an_unavailable_error_frame(app: App, client: ClientFactory) -> None:
     """A broker failure while handling a frame answers unavailable; the connection stays."""
-    broker = _DownBroker(app.ws._deliver, history_size=10)
+    broker = _DownBroker(app.ws.hub.deliver, history_size=10)
     await broker.start()
     app.ws.broker = broker
     alice = await client("alice")
@@ -482,7 +482,19 @@ async def test_connections_that_come_and_go_leave_nothing_behind(app: App) -> No
         assert (await c.expect("joined"))["presence"] == [{"id": "alice", "name": "alice"}]
         await c.ws.close()
     async with asyncio.timeout(3):
-        while app.ws._open or app.ws._rooms:
+        while app.ws._open or app.ws.hub.rooms:
             await asyncio.sleep(0.01)
     assert await app.ws.broker.presence_snapshot(RoomName("lobby")) == []
     assert "realtime_connections 0.0" in app.metrics.render().decode()
+
+
+async def test_deliveries_are_routed_by_their_kind(app: App, client: ClientFactory) -> None:
+    """The hub batches what the broker says is presence and sends the rest at once: a
+    frame's kind comes with the delivery, never from its text."""
+    alice = await client("alice")
+    await alice.join()
+    lobby = RoomName("lobby")
+    app.ws.hub.deliver(lobby, Kind.PRESENCE, '{"type":"typing","n":1}')
+    app.ws.hub.deliver(lobby, Kind.TYPING, '{"type":"presence","n":2}')
+    app.ws.hub.deliver(lobby, Kind.MESSAGE, '{"type":"message","n":3}')
+    assert [(await alice.recv())["n"] for _ in range(3)] == [2, 3, 1]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+from pathlib import Path
+
 import pytest
 from realtime.settings import Settings, SettingsError
 
@@ -83,3 +86,37 @@ def test_the_signing_key_is_never_shown() -> None:
         Settings.from_env({"TOKEN_SIGNING_KEY": secret})
     assert secret not in str(raised.value)
     assert KEY not in repr(Settings.from_env({"TOKEN_SIGNING_KEY": KEY}))
+
+
+def test_every_setting_is_documented() -> None:
+    """Each field of Settings is read from its upper-case variable, listed in the docs."""
+    docs = Path(__file__).parents[2] / "docs"
+    text = (docs / "BACKEND.md").read_text() + (docs / "WEBSOCKET_INFRASTRUCTURE.md").read_text()
+    missing = [f.name.upper() for f in fields(Settings) if f"`{f.name.upper()}`" not in text]
+    assert missing == []
+
+
+def test_redis_broker_variables_are_settings() -> None:
+    """The Redis broker's variables are read (and refused) by Settings, with or without Redis."""
+    settings = Settings.from_env(
+        {
+            "TOKEN_SIGNING_KEY": KEY,
+            "HISTORY_TTL": "60",
+            "IDEMPOTENCY_TTL": "30",
+            "PRESENCE_TTL": "3",
+            "PRESENCE_HEARTBEAT": "1.5",
+            "REDIS_KEY_PREFIX": "stage",
+        }
+    )
+    assert (settings.history_ttl, settings.idempotency_ttl) == (60, 30)
+    assert (settings.presence_ttl, settings.presence_heartbeat) == (3.0, 1.5)
+    assert settings.redis_key_prefix == "stage"
+    defaults = Settings.from_env({"TOKEN_SIGNING_KEY": KEY, "REDIS_KEY_PREFIX": ""})
+    assert (defaults.history_ttl, defaults.idempotency_ttl) == (86_400, 600)
+    assert (defaults.presence_ttl, defaults.presence_heartbeat, defaults.redis_key_prefix) == (
+        20.0,
+        5.0,
+        "rt",
+    )
+    with pytest.raises(SettingsError, match=r"^IDEMPOTENCY_TTL must be a positive integer"):
+        Settings.from_env({"TOKEN_SIGNING_KEY": KEY, "IDEMPOTENCY_TTL": "-1"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from realtime.broker.base import Appended, Broker, BrokerError, OnEvent, Recovery
+from realtime.broker.base import Appended, Broker, BrokerError, Kind, OnEvent, Recovery
 from realtime.broker.memory import MemoryBroker
 from realtime.settings import Settings
 
@@ -12,6 +12,7 @@ __all__ = [
     "Appended",
     "Broker",
     "BrokerError",
+    "Kind",
     "MemoryBroker",
     "OnEvent",
     "Recovery",

@@ -10,8 +10,9 @@ per-connection state; the broker owns everything that must be shared between ins
 * presence entries per connection, aggregated per user, reporting online/offline transitions;
 * readiness.
 
-Deliveries come back through ONE callback given at construction, ``on_event(room, frame)``,
-called once per subscribed room per frame with the frame already encoded (a JSON text):
+Deliveries come back through ONE callback given at construction, ``on_event(room, kind,
+frame)``, called once per subscribed room per frame with its :class:`Kind` and the frame
+already encoded (a JSON text):
 the transport hands that same string to every local member of the room, so a broadcast is
 encoded once per instance, never per recipient. ``on_event`` is synchronous and must not
 block; a broker calls it from its event loop.
@@ -20,13 +21,24 @@ block; a broker calls it from its event loop.
 from __future__ import annotations
 
 import abc
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from realtime.ids import ClientMessageId, ConnId, Epoch, RoomName, User
 
-OnEvent = Callable[[RoomName, str], None]
-"""``on_event(room, frame)``: deliver an encoded frame to this instance's members of ``room``."""
+
+class Kind(enum.Enum):
+    """What a delivered frame is: the transport batches presence, never messages."""
+
+    MESSAGE = "message"
+    PRESENCE = "presence"
+    TYPING = "typing"
+
+
+OnEvent = Callable[[RoomName, Kind, str], None]
+"""``on_event(room, kind, frame)``: deliver an encoded frame to this instance's members of
+``room``."""
 
 
 class BrokerError(Exception):
@@ -102,7 +114,7 @@ class Broker(abc.ABC):
         The broker assigns the next offset of the room (strictly increasing, never handed
         out twice even across instances) and the room's epoch, checks the idempotency key
         ``(room, user.id, client_id)`` in the same atomic step, stores the frame built by
-        :func:`realtime.protocol.encode_message` in the bounded history and delivers it
+        :func:`realtime.encode.encode_message` in the bounded history and delivers it
         to every subscribed instance. A duplicate is neither stored nor delivered.
         """
 
@@ -116,9 +128,9 @@ class Broker(abc.ABC):
         """Return the room's current epoch and last assigned offset (0 if none)."""
 
     @abc.abstractmethod
-    async def publish_ephemeral(self, room: RoomName, frame: str) -> None:
-        """Fan out an encoded frame (typing, presence) to every subscribed instance; never
-        stored."""
+    async def publish_ephemeral(self, room: RoomName, kind: Kind, frame: str) -> None:
+        """Fan out an encoded frame of ``kind`` (typing, presence) to every subscribed
+        instance; never stored."""
 
     @abc.abstractmethod
     async def presence_join(self, room: RoomName, user: User, conn: ConnId) -> bool:

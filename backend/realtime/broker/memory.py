@@ -13,9 +13,9 @@ import secrets
 import time
 from collections import OrderedDict
 
-from realtime.broker.base import Appended, Broker, OnEvent, Recovery
+from realtime.broker.base import Appended, Broker, Kind, OnEvent, Recovery
+from realtime.encode import encode_message
 from realtime.ids import ClientMessageId, ConnId, Epoch, RoomName, User
-from realtime.protocol import encode_message
 from realtime.rooms import PresenceTable, RoomHistory
 
 
@@ -87,7 +87,7 @@ class MemoryBroker(Broker):
 
         offset, frame, duplicate = history.append(user.id, client_id, build)
         if not duplicate and room in self._subscribed:
-            self._on_event(room, frame)
+            self._on_event(room, Kind.MESSAGE, frame)
         return Appended(offset, epoch, duplicate, frame)
 
     async def history(self, room: RoomName, since_offset: int, epoch: Epoch | None) -> Recovery:
@@ -99,9 +99,9 @@ class MemoryBroker(Broker):
         history = self._history(room)
         return history.epoch, history.last_offset
 
-    async def publish_ephemeral(self, room: RoomName, frame: str) -> None:
+    async def publish_ephemeral(self, room: RoomName, kind: Kind, frame: str) -> None:
         if room in self._subscribed:
-            self._on_event(room, frame)
+            self._on_event(room, kind, frame)
 
     async def presence_join(self, room: RoomName, user: User, conn: ConnId) -> bool:
         return self._presence.join(room, user, conn)

@@ -1,5 +1,8 @@
 """The Lua scripts of the Redis broker: every read-modify-write on shared state is one script.
 
+Payloads published to a room's channel are built by the helpers :data:`.wire.LUA` generates
+(the same constants :mod:`.wire` parses with).
+
 Keys of one room share the hash tag ``{room}`` (``<prefix>:{<room>}:<name>``), so each script
 touches one slot. Scripts read the server clock with ``TIME``, never an instance's clock, so
 expiries agree across instances. docs/WEBSOCKET_INFRASTRUCTURE.md describes each contract.
@@ -7,7 +10,11 @@ expiries agree across instances. docs/WEBSOCKET_INFRASTRUCTURE.md describes each
 
 from __future__ import annotations
 
-_ENSURE_EPOCH = """
+from realtime.broker.redis.wire import LUA as _WIRE
+
+_ENSURE_EPOCH = (
+    _WIRE
+    + """
 local function ensure_epoch(meta, log, candidate)
   local epoch = redis.call('HGET', meta, 'epoch')
   if not epoch then
@@ -18,6 +25,7 @@ local function ensure_epoch(meta, log, candidate)
   return epoch
 end
 """
+)
 
 APPEND = (
     _ENSURE_EPOCH
@@ -29,10 +37,9 @@ APPEND = (
 local epoch = ensure_epoch(KEYS[1], KEYS[2], ARGV[1])
 local seen = redis.call('GET', KEYS[3])
 if seen then
-  local colon = string.find(seen, ':', 1, true)
-  local bar = string.find(seen, '|', 1, true)
-  if colon and bar and string.sub(seen, 1, colon - 1) == epoch then
-    return {1, tonumber(string.sub(seen, colon + 1, bar - 1)), epoch, string.sub(seen, bar + 1)}
+  local seen_epoch, seen_offset, seen_frame = wire_parse_head(seen)
+  if seen_epoch == epoch then
+    return {1, seen_offset, epoch, seen_frame}
   end
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
@@ -40,9 +47,8 @@ local frame = ARGV[2] .. offset .. ',"epoch":"' .. epoch .. '"' .. ARGV[3]
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], offset .. '-0', 'f', frame)
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-local head = epoch .. ':' .. offset .. '|'
-redis.call('SET', KEYS[3], head .. frame, 'EX', ARGV[6])
-redis.call('PUBLISH', ARGV[7], 'm' .. head .. frame)
+redis.call('SET', KEYS[3], wire_head(epoch, offset) .. frame, 'EX', ARGV[6])
+redis.call('PUBLISH', ARGV[7], wire_message(epoch, offset, frame))
 return {0, offset, epoch, frame}
 """
 )
@@ -90,7 +96,9 @@ return out
 """
 )
 
-_PRESENCE_LIB = """
+_PRESENCE_LIB = (
+    _WIRE
+    + """
 -- KEYS: expiry (zset conn -> expiry ms), conns (hash conn -> user id),
 --       counts (hash user id -> live connections), names (hash user id -> name),
 --       leaves (hash user id -> encoded leave frame), index (set of rooms with presence)
@@ -126,6 +134,7 @@ local function drop_if_empty(room)
   end
 end
 """
+)
 
 PRESENCE_JOIN = (
     _PRESENCE_LIB
@@ -178,7 +187,7 @@ for _, conn in ipairs(expired) do
   if frame then
     gone = gone + 1
     if frame ~= '' then
-      redis.call('PUBLISH', ARGV[2], frame)
+      redis.call('PUBLISH', ARGV[2], wire_presence(frame))
     end
   end
 end

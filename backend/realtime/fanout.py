@@ -1,0 +1,188 @@
+"""Writes to WebSocket connections: the ONLY module that touches websockets internals.
+
+Every frame the server sends goes through :class:`Fanout` (replies to one connection and
+broadcasts to a room alike), so ordering, buffering and the slow-consumer rule live in one
+place. The internals relied on, each pinned by tests/backend/test_fanout.py against the
+websockets version in backend/requirements.txt:
+
+* :meth:`Frame.serialize <websockets.frames.Frame.serialize>` with ``mask=False`` and no
+  extensions: server frames are unmasked and compression is off, so the bytes on the wire are
+  the same for every recipient; a broadcast is framed once (:func:`wire`);
+* ``ServerConnection.transport``: ``write`` (non-blocking, no task or await per recipient),
+  ``get_write_buffer_size``, ``is_closing``, ``close``, ``abort``, ``get_extra_info("socket")``;
+* ``ServerConnection.protocol``: ``state`` and ``send_close``, then ``ServerConnection.send_data``
+  to flush the close frame without awaiting;
+* ``Server.all_connections``: every connection, open or closing (the drain resets those
+  left at its deadline, :func:`reset_all`);
+* ``ServerConnection.response``: set to ``None`` once the handshake is done (its headers are
+  not read again; this saves memory per idle connection).
+
+A connection whose send buffer grows above ``SEND_BUFFER_BYTES`` is closed with 4009 while
+everyone else keeps receiving.
+
+Every frame to a client, replies (``write``: welcome, joined, replay, ack, error, pong) and
+room frames (``broadcast``: messages, typing, batched presence) alike, leaves through the two
+methods of :class:`Fanout`, in the order the caller hands them over: per-member buffering or
+coalescing can be added here without touching the hub or the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import socket
+import struct
+import termios
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+
+from realtime.metrics import Metrics
+from realtime.protocol import CloseCode
+
+logger = logging.getLogger(__name__)
+
+ABORT_AFTER_SECONDS = 1.0
+"""After a 4008 or 4009 close frame is queued, the connection is closed (FIN) as soon as
+the frame has left this host (the socket's send queue is empty), and reset (RST, which
+drops whatever is still queued in the kernel) when that has not happened within this many
+seconds. docs/PROTOCOL.md documents the bound."""
+
+_OPEN = State.OPEN
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+def wire(frame: str) -> bytes:
+    """The bytes of one unmasked, uncompressed text frame: the same for every recipient."""
+    return Frame(Opcode.TEXT, frame.encode()).serialize(mask=False, extensions=[])
+
+
+def is_open(ws: ServerConnection) -> bool:
+    return ws.protocol.state is _OPEN
+
+
+def forget_handshake(ws: ServerConnection) -> None:
+    """The handshake response is not read again: free its headers."""
+    ws.response = None
+
+
+class Fanout:
+    """Non-blocking writes with the slow-consumer rule; ``spawn`` runs background closes."""
+
+    def __init__(self, metrics: Metrics, send_buffer_bytes: int, spawn: Spawn) -> None:
+        self._metrics = metrics
+        self._limit = send_buffer_bytes
+        self._spawn = spawn
+
+    def write(self, ws: ServerConnection, frame: str) -> None:
+        """Send one encoded frame to one connection."""
+        self.broadcast((ws,), wire(frame))
+
+    def broadcast(self, members: Iterable[ServerConnection], data: bytes, frames: int = 1) -> None:
+        """Write ``data`` (``frames`` serialized frames) to every open member, without
+        blocking; close the members whose send buffer went above the limit."""
+        limit = self._limit
+        sent = dropped = 0
+        slow: list[ServerConnection] = []
+        for ws in members:
+            protocol = ws.protocol
+            if protocol.state is not _OPEN:
+                dropped += 1
+                continue
+            transport = ws.transport
+            try:
+                transport.write(data)
+            except Exception:
+                dropped += 1
+                continue
+            if transport.get_write_buffer_size() > limit:
+                slow.append(ws)
+            sent += 1
+        self._metrics.messages_out.inc(sent * frames)
+        if dropped:
+            self._metrics.dropped.inc(dropped * frames)
+        for ws in slow:
+            self._close_slow(ws)
+
+    def _close_slow(self, ws: ServerConnection) -> None:
+        """Send 4009 behind the backlog without waiting for the client."""
+        self._metrics.slow_consumers.inc()
+        logger.info("closing slow consumer", extra={"code": int(CloseCode.SLOW_CONSUMER)})
+        self.send_close(ws, CloseCode.SLOW_CONSUMER, "send buffer full")
+        self._spawn(end_promptly(ws))
+
+    async def close_promptly(self, ws: ServerConnection, code: CloseCode, reason: str) -> None:
+        """Queue the close frame, then end the TCP connection without waiting for the
+        client's answer (4008, 4009): see :func:`end_promptly`."""
+        self.send_close(ws, code, reason)
+        await end_promptly(ws)
+
+    def send_close(self, ws: ServerConnection, code: CloseCode, reason: str) -> None:
+        """Queue a close frame now (the state leaves OPEN: nothing more is written)."""
+        self._metrics.closes.labels(code=str(int(code))).inc()
+        if ws.protocol.state is _OPEN:
+            ws.protocol.send_close(code, reason)
+            ws.send_data()
+
+
+def queued_bytes(connections: Iterable[ServerConnection]) -> float:
+    """Bytes waiting in the transports' send buffers (the ``send_queue`` gauge)."""
+    total = 0
+    for ws in connections:
+        transport = ws.transport
+        if transport is not None and not transport.is_closing():
+            total += transport.get_write_buffer_size()
+    return float(total)
+
+
+async def end_promptly(ws: ServerConnection) -> None:
+    """After a close frame was queued: a FIN once the frame has left this host (the
+    socket's send queue is empty), an RST dropping the kernel's send queue after
+    ``ABORT_AFTER_SECONDS`` at the latest."""
+    transport = ws.transport
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ABORT_AFTER_SECONDS
+    while ws.protocol.state is not State.CLOSED and not transport.is_closing():
+        if transport.get_write_buffer_size() == 0 and unsent_bytes(ws) == 0:
+            transport.close()
+            return
+        if loop.time() >= deadline:
+            reset(ws)
+            return
+        await asyncio.sleep(0.02)
+
+
+def unsent_bytes(ws: ServerConnection) -> int:
+    """Bytes in the kernel's send queue of the connection's socket (not yet acknowledged
+    by the peer); 0 when it cannot be read."""
+    sock = ws.transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except OSError:
+        return 0
+    queued: int = struct.unpack("i", raw)[0]
+    return queued
+
+
+def reset(ws: ServerConnection) -> None:
+    """Abort with an RST: SO_LINGER 0 makes the kernel drop its send queue at once."""
+    sock = ws.transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    ws.transport.abort()
+
+
+def reset_all(server: Server) -> None:
+    """Reset every connection the server still has, open or closing."""
+    for ws in list(server.all_connections):
+        reset(ws)
