@@ -31,43 +31,35 @@ unknown keys, out-of-range values.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
 import tomlkit
-from tomlkit.items import AoT, InlineTable, Item, Table
-from tomlkit.toml_document import TOMLDocument
+from tomlkit.items import InlineTable, Table
 
 from infra.errors import ConfigError
 from infra.flytoml.findings import Finding
 from infra.flytoml.lint import lint_fly_toml
 from infra.flytoml.model import WebSocketService
+from infra.flytoml.toml_edit import (
+    Change,
+    Editor,
+    Tab,
+    go_duration,
+    header_indent,
+    indent_of,
+    is_number,
+    plain,
+)
 
 __all__ = ["Change", "FixResult", "fix_fly_toml", "go_duration", "unified_diff"]
 
-_NS: Final = {"ns": 1, "ms": 1_000_000, "s": 1_000_000_000}
-_UNIT_NAMES: Final = {"ns": "nanoseconds", "ms": "milliseconds", "s": "seconds"}
 _CHECK_TIMES: Final = ("interval", "timeout", "grace_period")
 _WS: Final = WebSocketService()
 _WS_TCP_CHECK: Final = _WS.tcp_checks[0]
 _WS_CONCURRENCY: Final = _WS.concurrency
-
-Tab = Table | InlineTable
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Change:
-    """One edit: the dotted key (named as the rules name keys), what it was and what it is."""
-
-    key: str
-    before: object
-    after: object
-    reason: str
-    suspicious: bool = False
-    """A fix that keeps flyctl's reading but whose value was almost certainly a mistake."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,85 +76,8 @@ class FixResult:
         return self.text != self.original
 
 
-def go_duration(nanoseconds: int) -> str:
-    """Go's ``time.Duration.String()``: ``15ns``, ``1.5ms``, ``10s``, ``1m30s``, ``1h0m0s``."""
-    if nanoseconds == 0:
-        return "0s"
-    sign = "-" if nanoseconds < 0 else ""
-    value = abs(nanoseconds)
-    if value < 1_000:
-        return f"{sign}{value}ns"
-    if value < 1_000_000:
-        return f"{sign}{_fraction(value, 1_000)}µs"
-    if value < 1_000_000_000:
-        return f"{sign}{_fraction(value, 1_000_000)}ms"
-    hours, rest = divmod(value, 3_600_000_000_000)
-    minutes, rest = divmod(rest, 60_000_000_000)
-    seconds = f"{_fraction(rest, 1_000_000_000)}s"
-    if hours:
-        return f"{sign}{hours}h{minutes}m{seconds}"
-    if minutes:
-        return f"{sign}{minutes}m{seconds}"
-    return f"{sign}{seconds}"
-
-
-def _fraction(value: int, unit: int) -> str:
-    whole, part = divmod(value, unit)
-    digits = str(part).rjust(len(str(unit)) - 1, "0").rstrip("0")
-    return f"{whole}.{digits}" if digits else str(whole)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _indent_of(table: Tab) -> str:
-    for key, item in table.value.body:
-        if key is not None and not isinstance(item, Table | AoT):
-            return str(item.trivia.indent)
-    return ""
-
-
-def _header_indent(table: Tab) -> str:
-    return str(table.trivia.indent) if isinstance(table, Table) else ""
-
-
-class _Fixer:
-    def __init__(self, document: TOMLDocument) -> None:
-        self.document = document
-        self.changes: list[Change] = []
-
-    # -- editing helpers ---------------------------------------------------------------------
-
-    def put(
-        self, table: Tab | TOMLDocument, name: str, value: object, *, key: str, reason: str
-    ) -> None:
-        plain_before = _plain(table.get(name))
-        new = name not in table
-        table[name] = value
-        if new and isinstance(table, Table):
-            item = table.value.item(name)
-            if isinstance(item, Item):
-                item.trivia.indent = _indent_of(table)
-        self.changes.append(
-            Change(key=key, before=plain_before, after=_plain(value), reason=reason)
-        )
-
-    def drop(self, table: Tab, name: str, *, key: str, reason: str) -> None:
-        before = table[name]
-        del table[name]
-        self.changes.append(Change(key=key, before=_plain(before), after=None, reason=reason))
-
-    # -- walking ---------------------------------------------------------------------------------
-
-    def tables(self, parent: Tab | TOMLDocument, name: str) -> Iterator[tuple[int, Tab]]:
-        value = parent.get(name)
-        if isinstance(value, Table | InlineTable):
-            yield 0, value
-        elif isinstance(value, AoT | list):
-            for index, item in enumerate(value):
-                if isinstance(item, Table | InlineTable):
-                    yield index, item
+class _Fixer(Editor):
+    """Every safe fix, walked over the document in file order."""
 
     def run(self) -> None:
         doc = self.document
@@ -218,8 +133,8 @@ class _Fixer:
             value = env[name]
             if isinstance(value, bool):
                 text = "true" if value else "false"
-            elif _is_number(value):
-                text = str(_plain(value))
+            elif is_number(value):
+                text = str(plain(value))
             else:
                 continue
             self.put(
@@ -303,11 +218,11 @@ class _Fixer:
 
     def memory(self, vm: Tab, prefix: str) -> None:
         value = vm.get("memory")
-        if _is_number(value):
+        if is_number(value):
             self.put(
                 vm,
                 "memory",
-                str(_plain(value)),
+                str(plain(value)),
                 key=f"{prefix}.memory",
                 reason="a bare number is megabytes: flyctl reads it as this string "
                 "(castToString, patches.go:243-244)",
@@ -329,22 +244,6 @@ class _Fixer:
                 reason="the list of {name, value} is legacy: flyctl reads it as this table "
                 "(patches.go:507-540)",
             )
-
-    def duration(self, table: Tab | TOMLDocument, name: str, key: str, *, unit: str) -> None:
-        value = table.get(name)
-        if not _is_number(value):
-            return
-        number = _plain(value)
-        assert isinstance(number, int | float)
-        nanoseconds = int(number) * _NS[unit]  # Go's time.Duration(float) truncates first
-        text = go_duration(nanoseconds)
-        suspicious = 0 < nanoseconds < 1_000_000_000
-        reason = f"flyctl reads a bare number here as {_UNIT_NAMES[unit]}: {number} is {text}"
-        if suspicious:
-            reason += f'; almost certainly a mistake (was "{number}s" meant?): check it'
-        self.put(table, name, text, key=key, reason=reason)
-        if suspicious:
-            self.changes[-1] = dataclasses.replace(self.changes[-1], suspicious=True)
 
     # -- the PU02 shape --------------------------------------------------------------------------
 
@@ -377,8 +276,8 @@ class _Fixer:
                 value = getattr(_WS_TCP_CHECK, name)
                 if value is not None:
                     check[name] = value.text
-            header = _indent_of(service)
-            step = max(len(header) - len(_header_indent(service)), 0)
+            header = indent_of(service)
+            step = max(len(header) - len(header_indent(service)), 0)
             check.indent(len(header) + step)
             check.trivia.indent = header
             checks = tomlkit.aot()
@@ -388,7 +287,7 @@ class _Fixer:
                 Change(
                     key=f"{prefix}.tcp_checks",
                     before=None,
-                    after=[_plain(check)],
+                    after=[plain(check)],
                     reason="a TCP check on the WebSocket port (no HTTP request in the way)",
                 )
             )
@@ -456,11 +355,6 @@ class _Fixer:
             }
         )
         self.put(service, "concurrency", inline, key=f"{prefix}.concurrency", reason=reason)
-
-
-def _plain(value: object) -> object:
-    unwrap = getattr(value, "unwrap", None)
-    return unwrap() if callable(unwrap) else value
 
 
 def fix_fly_toml(text: str) -> FixResult:

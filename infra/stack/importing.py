@@ -25,11 +25,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from infra.flytoml.fix import go_duration
 from infra.flytoml.fly_rules import env_names
 from infra.flytoml.model import Duration, FlyConfig, Service, WebSocketService
 from infra.flytoml.parse import parse_fly_toml
 from infra.flytoml.render import render_fly_toml
+from infra.flytoml.toml_edit import go_duration
 from infra.stack.schema import PROJECT
 from infra.stack.settings import SECRETS, settings_from_config
 from infra.stack.stackfile import ASKED, plain_default

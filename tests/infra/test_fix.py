@@ -18,10 +18,11 @@ import pytest
 
 from infra.cli import main
 from infra.errors import ConfigError
-from infra.flytoml.fix import fix_fly_toml, go_duration
+from infra.flytoml.fix import fix_fly_toml
 from infra.flytoml.lint import exit_status, lint_fly_toml
 from infra.flytoml.model import Duration, FlyConfig, WebSocketService
 from infra.flytoml.parse import parse_fly_toml
+from infra.flytoml.toml_edit import go_duration
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"
