@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 _SECRET_ENV: Final = {spec.env_name: spec.key for spec in SECRETS}
-_DERIVED_ENV: Final = ("WS_PORT", "HTTP_PORT", "METRICS_PORT")
+_DERIVED_ENV: Final = ("WS_PORT", "HTTP_PORT", "METRICS_PORT", "REDIS_CLUSTER")
 _TOML_NAMES: Final = {"vms": "vm", "restarts": "restart", "build_target": "build-target"}
 _SKIPPED_FIELDS: Final = frozenset({"machines", "broker"})
 _FLYCTL_DEFAULTS: Final[dict[str, object]] = {
@@ -203,6 +203,8 @@ def _websocket(values: dict[str, object], service: Service) -> None:
 
 
 def _env(values: dict[str, object], config: FlyConfig, skipped: Mapping[str, str]) -> None:
+    if dict(config.env).get("REDIS_CLUSTER", "").strip().lower() in ("1", "true", "yes"):
+        values["redis"] = "cluster"
     env: dict[str, object] = {}
     for name, value in config.env:
         if name in skipped or name in _DERIVED_ENV:
@@ -318,7 +320,10 @@ def import_fly_toml(
     values.update({key: value for key, value in known.items() if value is not None})
     needed = [key for key in ASKED if not (key == "org" and values.get("target") == "local")]
     asked = tuple(f"{PROJECT}:{key}" for key in needed if key not in values)
-    check = {**_PLACEHOLDER, **values}
+    placeholder = dict(_PLACEHOLDER)
+    if values.get("redis") == "cluster":
+        placeholder["broker"] = "redis"  # a cluster is a Redis broker
+    check = {**placeholder, **values}
     settings = settings_from_config(check, stack=stack, require_secrets=False)
     rendered = render_fly_toml(settings.fly, stack=stack)
     differences = _differences(config, parse_fly_toml(rendered).config, secrets)

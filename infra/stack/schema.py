@@ -100,6 +100,14 @@ KEYS: Final[tuple[Key, ...]] = (
         toml="deployment.broker",
         choices=("memory", "redis"),
     ),
+    # How the backend reaches Redis: one server, or a Redis Cluster ([env] REDIS_CLUSTER = "1")
+    Key(
+        name="redis",
+        kind="choice",
+        default="single",
+        toml="env.REDIS_CLUSTER",
+        choices=("single", "cluster"),
+    ),
     Key(name="flyctl", kind="text", default="flyctl"),
     Key(name="localPortBase", kind="integer", default=LOCAL_PORT_BASE),
     Key(name="killSignal", kind="text", default=_FLY.kill_signal, toml="kill_signal"),

@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 _LOCAL_PORT_BASE_RANGE: Final = (2000, 50000)
+RedisMode = Literal["single", "cluster"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,6 +89,7 @@ _RESERVED_ENV: Final = {
     "WS_PORT": "websocket.internalPort",
     "HTTP_PORT": "http.internalPort",
     "METRICS_PORT": "metrics.port",
+    "REDIS_CLUSTER": "redis",
 }
 
 
@@ -109,6 +111,8 @@ class StackSettings:
     """The validated fly.toml model."""
     local_port_base: int = LOCAL_PORT_BASE
     """Where the local target's ports start (``localPortBase``; the fly target ignores it)."""
+    redis: RedisMode = "single"
+    """How the backend reaches Redis (``realtime-fly:redis``): one server or a Redis Cluster."""
     regions: tuple[tuple[str, int], ...] = ()
     """The further regions (``regions`` minus the primary one) and their machine counts, sorted
     by region code; ``machines`` is the primary region's count."""
@@ -136,6 +140,8 @@ def _env(
         "HTTP_PORT": str(http_port),
         "METRICS_PORT": str(metrics_port),
     }
+    if values.text("redis") == "cluster":
+        env["REDIS_CLUSTER"] = "1"
     env["LOG_FORMAT"] = "json"
     # The demo page is served by the app itself: its origin may open WebSockets (the backend
     # refuses every other browser origin; set env.ALLOWED_ORIGINS to widen or change it).
@@ -305,6 +311,13 @@ def settings_from_config(
             f"would split between machines; set {PROJECT}:broker: redis (and the redisUrl "
             "secret), one Redis every region reaches",
         )
+    redis = cast(RedisMode, reader.text("redis"))
+    if redis == "cluster" and broker != "redis":
+        raise ConfigError(
+            key=f"{PROJECT}:redis",
+            value=redis,
+            reason=f"needs {PROJECT}:broker: redis (a Redis Cluster is a Redis broker)",
+        )
     if broker == "memory" and "redisUrl" in secrets_set:
         raise ConfigError(
             key=f"{PROJECT}:redisUrl",
@@ -339,6 +352,7 @@ def settings_from_config(
         fly=fly,
         local_port_base=local_port_base,
         regions=regions,
+        redis=redis,
     )
 
 

@@ -442,3 +442,20 @@ def test_generated_models_import_to_a_fixed_point_with_an_exact_report(config: F
     again = import_fly_toml(result.rendered, stack="gen", given={"org": "acme"})
     assert again.differences == ()
     assert again.rendered == result.rendered
+
+
+def test_a_cluster_stack_round_trips_as_redis_cluster() -> None:
+    """A file whose [env] says REDIS_CLUSTER = "1" imports as realtime-fly:redis: cluster, and
+    renders back the same."""
+    from infra.stack.settings import settings_from_config
+
+    settings = settings_from_config(
+        {"org": "acme", "machines": 2, "broker": "redis", "redis": "cluster"},
+        stack="s",
+        require_secrets=False,
+    )
+    text = render_fly_toml(settings.fly, stack="s")
+    result = import_fly_toml(text, stack="s", given={"org": "acme"})
+    assert result.values["redis"] == "cluster"
+    assert "env" not in result.values or "REDIS_CLUSTER" not in result.values["env"]  # type: ignore[operator]
+    assert result.differences == ()

@@ -297,3 +297,28 @@ def test_too_many_machines_over_regions_names_regions() -> None:
         local_instances(too_many)
     assert caught.value.key == "realtime-fly:regions"
     assert caught.value.value == {"iad": 3, "ams": 3}
+
+
+def test_redis_cluster_runs_six_nodes_and_points_the_backends_at_one(
+    settings: StackSettings,
+) -> None:
+    """redis: cluster starts the local Redis Cluster (3 masters + 3 replicas) and gives every
+    backend a node's URL and REDIS_CLUSTER=1."""
+    from infra.stack.settings import settings_from_config
+
+    cluster = settings_from_config(
+        {"target": "local", "machines": 2, "broker": "redis", "redis": "cluster"}, stack="dev"
+    )
+    plan = local_plan(cluster, fly_toml=render_fly_toml(cluster.fly), context=CONTEXT)
+    redis = _step(plan, "redis")
+    assert redis.create[1:] == (
+        "-m", "infra.local.redis_cluster", "start", "--state", "build/local", "--base", "10000"
+    )  # fmt: skip
+    assert redis.delete is not None
+    assert redis.delete[1:] == ("-m", "infra.local.redis_cluster", "stop", "--state", "build/local")
+    for name in ("app-1", "app-2"):
+        environment = _step(plan, name).environment
+        assert environment["REDIS_URL"] == "redis://127.0.0.1:17000/0"
+        assert environment["REDIS_CLUSTER"] == "1"
+    single = _with(settings, machines=2, broker="redis")
+    assert _step(single, "app-1").triggers != _step(plan, "app-1").triggers

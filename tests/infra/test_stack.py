@@ -446,3 +446,19 @@ def test_regions_render_primary_region_and_the_total() -> None:
     assert 'primary_region = "ams"' in text
     assert 'machines = 3, broker = "redis"' in text
     assert parse_fly_toml(text).config.machines == 3
+
+
+def test_redis_cluster_needs_the_redis_broker_and_sets_the_env() -> None:
+    """redis: cluster renders [env] REDIS_CLUSTER = "1", needs broker: redis, and the env
+    variable cannot be set by hand."""
+    base = {"target": "local", "machines": 1}
+    error = _error({**base, "redis": "cluster"})
+    assert (error.key, error.value) == ("realtime-fly:redis", "cluster")
+    settings = settings_from_config({**base, "broker": "redis", "redis": "cluster"}, stack="s")
+    assert ("REDIS_CLUSTER", "1") in settings.fly.env
+    assert settings.redis == "cluster"
+    assert "REDIS_CLUSTER" not in dict(settings_from_config(base, stack="s").fly.env)
+    error = _error({**base, "env": {"REDIS_CLUSTER": "1"}})
+    assert error.key == "realtime-fly:env.REDIS_CLUSTER"
+    error = _error({**base, "broker": "redis", "redis": "sharded"})
+    assert error.key == "realtime-fly:redis"

@@ -9,6 +9,8 @@ steps as the Fly target. The plan, in order:
    used only when the stack sets no ``tokenSigningKey`` secret of its own;
 4. ``redis``: ``redis-server`` on 127.0.0.1:16379 with persistence off, when the stack's
    ``broker`` is ``redis`` (the shared broker several instances need, as on Fly with ``--ha``);
+   with ``realtime-fly:redis: cluster``, a Redis Cluster of 3 masters and 3 replicas instead
+   (``infra.local.redis_cluster``, ports 17000-17005);
 5. ``app-1`` ... ``app-N``: one ``python -m realtime`` process per machine, each with its
    own ports (21080/21081, 22080/22081...): ``machines`` for the primary region, then each
    further region's count from ``regions`` (there are no regions on one machine: each process
@@ -40,6 +42,7 @@ from infra.errors import ConfigError
 from infra.local.edge import Instance, edge_port
 from infra.local.haproxy import instance_spec
 from infra.local.loopback import redis_server_argv
+from infra.local.redis_cluster import node_ports
 from infra.stack.settings import StackSettings
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "local_urls",
     "metrics_port",
     "redis_port",
+    "redis_url",
 ]
 
 STATE_DIR: Final = "build/local"
@@ -64,6 +68,14 @@ _HAPROXY_CFG: Final = f"{STATE_DIR}/haproxy.cfg"
 def redis_port(base: int) -> int:
     """Where redis-server listens: ``base + 6379`` (16379 with the default base)."""
     return base + 6379
+
+
+def redis_url(settings: StackSettings) -> str:
+    """The backends' ``REDIS_URL``: the one redis-server, or the first node of the local Redis
+    Cluster (the client reads the slot map from it; ``REDIS_CLUSTER=1`` comes from ``[env]``)."""
+    if settings.redis == "cluster":
+        return f"redis://127.0.0.1:{node_ports(settings.local_port_base)[0]}/0"
+    return f"redis://127.0.0.1:{redis_port(settings.local_port_base)}/0"
 
 
 def instance_ports(index: int, internal_port: int, *, base: int) -> int:
@@ -173,7 +185,7 @@ def _backend_environment(
         LOG_FORMAT="text",
     )
     if config.broker == "redis":
-        env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port(settings.local_port_base)}/0"
+        env["REDIS_URL"] = redis_url(settings)
     if config.http_service is not None:
         env["HTTP_PORT"] = str(instance.ports[config.http_service.internal_port])
     return env
@@ -192,6 +204,8 @@ def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) 
     redis = redis_port(base)
     # A process step is replaced (stopped, then started) when its ports move.
     ports_trigger = f"localPortBase={base}"
+    # ... and when the backends move between one redis-server and the cluster
+    redis_trigger = f"redis={settings.redis}"
 
     steps: list[Step] = [
         materialise_step(context, fly_toml, ship_backend=False),
@@ -205,7 +219,17 @@ def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) 
             logging="stderr",
         ),
     ]
-    if settings.fly.broker == "redis":
+    if settings.fly.broker == "redis" and settings.redis == "cluster":
+        cluster = (context.python, "-m", "infra.local.redis_cluster")
+        steps.append(
+            Step(
+                name="redis",
+                create=(*cluster, "start", "--state", STATE_DIR, "--base", str(base)),
+                delete=(*cluster, "stop", "--state", STATE_DIR),
+                triggers=(ports_trigger, redis_trigger),
+            )
+        )
+    elif settings.fly.broker == "redis":
         steps.append(
             Step(
                 name="redis",
@@ -221,7 +245,7 @@ def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) 
                     *redis_server_argv(redis),
                 ),
                 delete=_stop(context, "redis"),
-                triggers=(ports_trigger,),
+                triggers=(ports_trigger, redis_trigger),
             )
         )
     for index, instance in enumerate(instances, start=1):
@@ -260,7 +284,7 @@ def local_plan(settings: StackSettings, *, fly_toml: str, context: PlanContext) 
                     wss_url=wss_url,
                 ),
                 secret_environment=secret_environment,
-                triggers=(context.backend_digest, config_digest, ports_trigger),
+                triggers=(context.backend_digest, config_digest, ports_trigger, redis_trigger),
                 depends_on=(
                     "fly-toml",
                     "dev-secrets",
