@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 from realtime.broker import Broker, BrokerError, Kind, OnEvent, create_broker
 from realtime.broker.redis import RedisBroker, RedisOptions
-from realtime.encode import encode_message
+from realtime.encode import encode_message, encode_presence, encode_typing
 from realtime.ids import ClientMessageId, ConnId, Epoch, RoomName, User, UserId
 from realtime.settings import Settings, SettingsError
 from redis.asyncio import Redis
@@ -356,3 +357,69 @@ async def test_heartbeat_never_races_joins_and_leaves(started: Started) -> None:
     await asyncio.sleep(1.0)  # longer than the TTL: a ghost entry would be reaped by now
     assert inbox.events == []
     assert await broker.presence_snapshot(ROOM) == []
+
+
+# a rolling deploy from the release before the events channel (a6bda4a)
+
+
+async def test_older_release_presence_and_typing_are_dropped_quietly(
+    started: Started, options: RedisOptions, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The previous release published presence and typing as bare frames on the room's
+    message channel: this release drops them without a warning and counts them, and still
+    delivers the previous release's messages (same channel, same ``m<epoch>:<offset>|``)."""
+    inbox = Inbox()
+    broker = await started(inbox)
+    await broker.subscribe(ROOM)
+    epoch, offset = await broker.last(ROOM)
+    message = encode_message(
+        ROOM,
+        offset=offset + 1,
+        epoch=epoch,
+        user=ALICE,
+        client_id=ClientMessageId("m1"),
+        body="hi",
+        ts=1,
+    )
+    async with Redis.from_url(options.url, decode_responses=True) as old_instance:
+        # exactly what the previous release's _publish and append script sent
+        await old_instance.publish("rt:room:lobby", encode_presence(ROOM, ALICE, online=True))
+        await old_instance.publish("rt:room:lobby", encode_typing(ROOM, ALICE, active=True))
+        await old_instance.publish("rt:room:lobby", f"m{epoch}:{offset + 1}|{message}")
+    with caplog.at_level(logging.WARNING, logger="realtime.broker.redis"):
+        await wait_for(lambda: len(inbox.events) == 1)
+        await asyncio.sleep(0.1)
+    assert inbox.kinds == [Kind.MESSAGE]
+    assert inbox.events == [(ROOM, message)]
+    assert broker.legacy_payloads == 2
+    assert caplog.records == []
+
+
+async def test_older_release_sees_only_messages_on_the_room_channel(
+    started: Started, options: RedisOptions
+) -> None:
+    """What a previous-release instance subscribes (the room's message channel) carries only
+    messages in its format; presence, typing and the reaper's leaves go elsewhere."""
+    broker = await started(Inbox())
+    await broker.subscribe(ROOM)
+    async with (
+        Redis.from_url(options.url, decode_responses=True) as old_instance,
+        old_instance.pubsub() as pubsub,
+    ):
+        await pubsub.subscribe("rt:room:lobby")
+        await pubsub.get_message(timeout=1.0)
+        await broker.publish_ephemeral(ROOM, Kind.TYPING, encode_typing(ROOM, BOB, active=True))
+        assert await broker.presence_join(ROOM, BOB, ConnId("c1"))
+        await broker._presence.publish(ROOM, BOB, online=True)
+        appended = await broker.append(ROOM, ALICE, ClientMessageId("m1"), "hi")
+        seen = []
+        while not any(data.startswith("m") for data in seen):
+            got = await pubsub.get_message(timeout=2.0)
+            assert got is not None, seen
+            if got["type"] == "message":
+                seen.append(got["data"])
+    # the previous release's reader: "m<epoch>:<offset>|frame", anything else forwarded raw
+    (data,) = seen
+    head, _, frame = data.partition("|")
+    assert head == f"m{appended.epoch}:{appended.offset}"
+    assert frame == appended.frame

@@ -1,8 +1,9 @@
 """The Redis broker: rooms, history, typing and presence shared by every instance.
 
-* Fan-out: one Redis channel per room; each instance holds ONE subscription per room (not per
-  connection) on one dedicated connection, read by one task (:mod:`.reader`). Payloads carry
-  their kind in the format :mod:`.wire` defines for Python and Lua alike.
+* Fan-out: two Redis channels per room (messages; presence and typing, :mod:`.keys`); each
+  instance holds ONE subscription per room (not per connection) on one dedicated connection,
+  read by one task (:mod:`.reader`). Payloads carry their kind in the format :mod:`.wire`
+  defines for Python and Lua alike.
 * History: a Stream per room with explicit ids ``<offset>-0``, trimmed to ``history_size``
   and expiring ``history_ttl`` seconds after the last activity. Offset/epoch assignment, the
   idempotency check, the append and the publish are one Lua script (:mod:`.lua`,
@@ -96,6 +97,12 @@ class RedisBroker(Broker):
     def ready(self) -> bool:
         return self._reader.connected and not self._closed
 
+    @property
+    def legacy_payloads(self) -> int:
+        """Presence and typing payloads of a release before the events channel, dropped
+        (non-zero only during a rolling deploy from it)."""
+        return self._reader.legacy_payloads
+
     async def start(self) -> None:
         """Start the reader and the heartbeat; wait up to one command timeout for Redis
         (if it is down the instance starts not ready and keeps reconnecting)."""
@@ -176,7 +183,8 @@ class RedisBroker(Broker):
         if not self._reader.connected:
             return
         try:
-            await self._redis.publish(self._keys.channel(room), wire.encode(kind, frame))
+            payload = wire.encode(kind, frame)
+            await self._keys.publish(self._redis, self._keys.events(room), payload)
         except (RedisError, OSError) as exc:
             logger.debug("ephemeral publish dropped: %s", type(exc).__name__)
 

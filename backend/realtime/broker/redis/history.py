@@ -78,6 +78,7 @@ class History:
             self._options.history_ttl,
             self._options.idempotency_ttl,
             self._keys.channel(room),
+            self._keys.publish_command,
         ]
         duplicate, offset, epoch, frame = await self._append(keys=keys, args=args)
         return Appended(int(offset), Epoch(epoch), bool(duplicate), frame)

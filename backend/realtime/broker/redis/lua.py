@@ -32,7 +32,7 @@ APPEND = (
     + """
 -- KEYS: meta (hash epoch/offset), log (stream), idem (string of this user's client id)
 -- ARGV: epoch candidate, frame head (up to "offset":), frame tail (after the epoch),
---       history size, history ttl s, idempotency ttl s, channel
+--       history size, history ttl s, idempotency ttl s, message channel, PUBLISH|SPUBLISH
 -- returns {duplicate 0|1, offset, epoch, frame}
 local epoch = ensure_epoch(KEYS[1], KEYS[2], ARGV[1])
 local seen = redis.call('GET', KEYS[3])
@@ -48,7 +48,7 @@ redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], offset .. '-0', 'f', frame)
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('SET', KEYS[3], wire_head(epoch, offset) .. frame, 'EX', ARGV[6])
-redis.call('PUBLISH', ARGV[7], wire_message(epoch, offset, frame))
+redis.call(ARGV[8], ARGV[7], wire_message(epoch, offset, frame))
 return {0, offset, epoch, frame}
 """
 )
@@ -178,7 +178,7 @@ return 0
 PRESENCE_REAP = (
     _PRESENCE_LIB
     + """
--- ARGV: room, channel
+-- ARGV: room, events channel, PUBLISH|SPUBLISH
 -- removes expired entries, publishes one leave per user who went offline; returns their count
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms())
 local gone = 0
@@ -187,7 +187,7 @@ for _, conn in ipairs(expired) do
   if frame then
     gone = gone + 1
     if frame ~= '' then
-      redis.call('PUBLISH', ARGV[2], wire_presence(frame))
+      redis.call(ARGV[3], ARGV[2], wire_presence(frame))
     end
   end
 end

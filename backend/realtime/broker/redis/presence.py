@@ -40,7 +40,7 @@ class Presence:
 
     async def publish(self, room: RoomName, user: User, *, online: bool) -> None:
         payload = wire.encode(Kind.PRESENCE, encode_presence(room, user, online=online))
-        await self._redis.publish(self._keys.channel(room), payload)
+        await self._keys.publish(self._redis, self._keys.events(room), payload)
 
     async def join(self, room: RoomName, user: User, conn: ConnId) -> bool:
         async with self.lock:
@@ -128,7 +128,7 @@ class Presence:
                 for room in chunk:
                     await self._reap(
                         keys=self._keys.presence(room),
-                        args=[room, self._keys.channel(room)],
+                        args=[room, self._keys.events(room), self._keys.publish_command],
                         client=pipe,
                     )
                 replies = await pipe.execute()
