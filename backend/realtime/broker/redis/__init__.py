@@ -28,9 +28,9 @@ import contextlib
 import logging
 import random
 import secrets
-import time
+from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -63,22 +63,28 @@ class RedisBroker(Broker):
         self.options = options
         self.instance = secrets.token_hex(6)
         """A random id of this instance: its control channel and Redis client names."""
-        self._keys = Keys(options.key_prefix, self.instance)
+        self._keys = Keys(options.key_prefix, self.instance, cluster=options.cluster)
+        common: dict[str, Any] = {
+            "decode_responses": True,
+            "client_name": f"{options.key_prefix}:cmd:{self.instance}",
+            "socket_timeout": options.command_timeout,
+            "socket_connect_timeout": options.command_timeout,
+        }
         try:
-            self._redis: Redis = Redis.from_url(
-                options.url,
-                decode_responses=True,
-                client_name=f"{options.key_prefix}:cmd:{self.instance}",
-                socket_timeout=options.command_timeout,
-                socket_connect_timeout=options.command_timeout,
+            cluster: RedisCluster | None = None
+            if options.cluster:
+                # redis-py follows MOVED/ASK redirections and re-reads the slot map itself
+                cluster = RedisCluster.from_url(options.url, **common)
+                self._redis: Redis | RedisCluster = cluster
+            else:
                 # one retry: a pooled connection may be stale after a Redis restart; a retried
                 # append is safe, the idempotency key answers it as a duplicate
-                retry=Retry(NoBackoff(), 1),
-            )
+                self._redis = Redis.from_url(options.url, retry=Retry(NoBackoff(), 1), **common)
             self._history = History(self._redis, self._keys, options)
-            self._presence = Presence(self._redis, self._keys, options)
+            self._presence = Presence(self._redis, self._keys, options, self._subscribed_rooms)
             self._reader = Reader(
                 url=options.url,
+                cluster=cluster,
                 instance=self.instance,
                 keys=self._keys,
                 options=options,
@@ -88,6 +94,8 @@ class RedisBroker(Broker):
             )
         except ValueError as exc:
             raise BrokerError(f"REDIS_URL is not a redis URL: {exc}") from None
+        except RedisError as exc:
+            raise BrokerError(f"REDIS_URL: {type(exc).__name__}") from None
         self._closed = False
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -221,23 +229,14 @@ class RedisBroker(Broker):
             if not self._reader.connected or self._closed:
                 continue
             try:
-                await self._check_subscription(period)
+                await self._reader.check(period)
                 await self._presence.refresh()
                 await self._presence.reap()
             except (RedisError, OSError, TimeoutError) as exc:
                 logger.warning("presence heartbeat failed: %s", type(exc).__name__)
 
-    async def _check_subscription(self, period: float) -> None:
-        """Publish to this instance's control channel; a subscription that heard nothing
-        of it for three periods is dropped so the reader reconnects."""
-        if not self._reader.subscribed:
-            return
-        if time.monotonic() - self._reader.last_pong > 3 * period:
-            logger.warning("redis subscription silent, reconnecting")
-            await self._reader.restart()
-            return
-        # a round trip through Redis to our own subscription, not just a socket-level ping
-        await self._redis.publish(self._keys.control, "ping")
+    def _subscribed_rooms(self) -> list[RoomName]:
+        return list(self._reader.feeds)
 
     def _require_up(self) -> None:
         if not self.ready:

@@ -6,7 +6,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
 from realtime.broker.base import Appended, BrokerError
@@ -58,7 +58,7 @@ class Snapshot:
 class History:
     """The append and history scripts of one broker."""
 
-    def __init__(self, redis: Redis, keys: Keys, options: RedisOptions) -> None:
+    def __init__(self, redis: Redis | RedisCluster, keys: Keys, options: RedisOptions) -> None:
         self._keys = keys
         self._options = options
         self._append: AsyncScript = redis.register_script(lua.APPEND)

@@ -7,7 +7,7 @@ from typing import Any
 from realtime.ids import ClientMessageId, RoomName, UserId
 
 PRESENCE_KEYS = ("presence", "conns", "counts", "names", "leaves")
-"""The per-room keys of the presence scripts, in their KEYS order (then the room index)."""
+"""The per-room keys of the presence scripts, in their KEYS order."""
 
 
 class Keys:
@@ -25,11 +25,9 @@ class Keys:
         self.prefix = prefix
         self.cluster = cluster
         self.publish_command = "SPUBLISH" if cluster else "PUBLISH"
-        self.presence_rooms = f"{prefix}:presence-rooms"
         self.channel_prefix = f"{prefix}:room:"
-        # each instance also subscribes its own control channel: the heartbeat publishes
-        # there to check the subscription end to end (single Redis only: on a cluster each
-        # shard's connection is checked with PING)
+        # on a single Redis each instance also subscribes its own channel, so its subscription
+        # connection is never idle in normal mode (the heartbeat PINGs it)
         self.control = f"{prefix}:instance:{instance}"
 
     async def publish(self, redis: Any, channel: str, payload: str) -> None:
@@ -77,4 +75,4 @@ class Keys:
         return self.room(room, f"id:{len(user)}:{user}:{client_id}")
 
     def presence(self, room: RoomName) -> list[str]:
-        return [self.room(room, name) for name in PRESENCE_KEYS] + [self.presence_rooms]
+        return [self.room(room, name) for name in PRESENCE_KEYS]
