@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from realtime.broker import Broker, Kind, OnEvent, create_broker
+from realtime.broker import Broker, BrokerError, Kind, OnEvent, create_broker
 from realtime.broker.redis import RedisBroker, RedisOptions
 from realtime.ids import ClientMessageId, ConnId, RoomName
 from realtime.settings import Settings
@@ -128,10 +128,10 @@ async def test_rooms_spread_over_the_masters_each_in_its_own_slot(
 
 
 async def _sender(
-    broker: RedisBroker, room: RoomName, acked: dict[int, float], stop: asyncio.Event
+    broker: RedisBroker, room: RoomName, acked: dict[int, tuple[float, str]], stop: asyncio.Event
 ) -> int:
-    """Append one message every 10 ms until ``stop``; record each acknowledged offset and
-    when; return how many appends failed."""
+    """Append one message every 10 ms until ``stop``; record each acknowledged offset with
+    when and its client id; return how many appends failed."""
     loop = asyncio.get_running_loop()
     failed = 0
     i = 0
@@ -139,8 +139,8 @@ async def _sender(
         i += 1
         try:
             appended = await broker.append(room, ALICE, ClientMessageId(f"m{i}"), str(i))
-            acked[appended.offset] = loop.time()
-        except Exception:
+            acked[appended.offset] = (loop.time(), f"m{i}")
+        except BrokerError:  # counted: the client gets an error frame, no ack
             failed += 1
         await asyncio.sleep(0.01)
     return failed
@@ -161,33 +161,43 @@ async def test_master_sigkill_fails_over_without_losing_acknowledged_messages(
     reader = await started(inbox, reconnect_max=0.5)
     writer = await started(Inbox(), reconnect_max=0.5)
     await reader.subscribe(room)
-    acked: dict[int, float] = {}
+    acked: dict[int, tuple[float, str]] = {}
     stop = asyncio.Event()
     sending = asyncio.create_task(_sender(writer, room, acked, stop))
     await wait_for(lambda: len(inbox.events) >= 20)
     loop = asyncio.get_running_loop()
     master = redis_cluster.owner(f"{{{room}}}")
     killed_at = loop.time()
+    before_kill = len(inbox.events)
     redis_cluster.kill(master)
     await wait_for(lambda: redis_cluster.owner(f"{{{room}}}") is not master, timeout=20.0)
     promoted_at = loop.time()
-    await wait_for(lambda: any(t > promoted_at for t in acked.values()), timeout=20.0)
-    flowing_at = min(t for t in acked.values() if t > promoted_at)
+    await wait_for(lambda: any(t > promoted_at for t, _ in acked.values()), timeout=20.0)
+    flowing_at = min(t for t, _ in acked.values() if t > promoted_at)
+    await wait_for(lambda: len(inbox.events) > before_kill + 1, timeout=20.0)
+    delivering_at = loop.time()
     await asyncio.sleep(1.0)
     stop.set()
     failed = await sending
-    after = sorted(o for o, t in acked.items() if t > promoted_at)
+    after = sorted(o for o, (t, _) in acked.items() if t > promoted_at)
     await wait_for(lambda: set(after) <= set(_offsets(inbox)), timeout=10.0)
     delivered = _offsets(inbox)
     assert delivered == sorted(set(delivered)), "duplicates or disorder"
-    lost_before = sorted(o for o, t in acked.items() if t <= promoted_at and o not in delivered)
+    # what the promoted master holds: an acknowledged message is lost if its offset holds
+    # another message (or none)
+    recovery = await writer.history(room, 0, None)
+    stored = {json.loads(f)["offset"]: json.loads(f)["id"] for f in recovery.frames}
+    lost = sorted(o for o, (_, cid) in acked.items() if stored.get(o) != cid)
+    lost_after = [o for o in lost if o in after]
     print(
-        f"\nfailover: promoted after {promoted_at - killed_at:.2f}s, appends acknowledged "
-        f"again {flowing_at - killed_at:.2f}s after the kill; {failed} appends refused "
-        f"meanwhile; {len(after)} acknowledged after the failover, 0 lost; "
-        f"{len(lost_before)} acknowledged just before it lost with the master "
-        f"(asynchronous replication): {lost_before}"
+        f"\nfailover: replica promoted {promoted_at - killed_at:.2f}s after the SIGKILL; "
+        f"appends acknowledged again after {flowing_at - killed_at:.2f}s, the subscriber "
+        f"delivering again after <= {delivering_at - killed_at:.2f}s; {failed} appends refused "
+        f"meanwhile (no ack); {len(acked)} acknowledged, {len(after)} after the promotion; "
+        f"lost: {len(lost_after)} of those, {len(lost) - len(lost_after)} acknowledged before "
+        f"it (asynchronous replication) {lost}"
     )
+    assert lost_after == []
     assert all(o in delivered for o in after)
     await wait_for(lambda: reader.ready and writer.ready, timeout=10.0)
 
@@ -210,7 +220,7 @@ async def test_slot_migration_while_a_room_is_active(
     reader = await started(inbox)
     writer = await started(Inbox())
     await reader.subscribe(room)
-    acked: dict[int, float] = {}
+    acked: dict[int, tuple[float, str]] = {}
     stop = asyncio.Event()
     sending = asyncio.create_task(_sender(writer, room, acked, stop))
     await wait_for(lambda: len(inbox.events) >= 20)
