@@ -104,8 +104,21 @@ async def test_rooms_spread_over_the_masters_each_in_its_own_slot(
     inbox = Inbox()
     broker = await started(inbox)
     rooms = [RoomName(f"room-{i}") for i in range(12)]
+    readiness: list[bool] = []
+
+    async def sample() -> None:
+        while True:
+            readiness.append(broker.ready)
+            await asyncio.sleep(0)
+
+    sampler = asyncio.create_task(sample())
     for room in rooms:
         await broker.subscribe(room)
+    sampler.cancel()
+    # a room on a master new to this instance opens a link without making it unready
+    assert readiness
+    assert all(readiness)
+    for room in rooms:
         await broker.append(room, ALICE, ClientMessageId("m1"), "x")
         assert await broker.presence_join(room, BOB, ConnId(f"c-{room}"))
         await broker.publish_ephemeral(room, Kind.TYPING, '{"type":"typing"}')

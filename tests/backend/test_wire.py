@@ -102,3 +102,19 @@ async def test_scripts_publish_what_the_reader_parses(redis: Redis) -> None:
         ("t:room:lobby", wire.Payload(Kind.MESSAGE, '{"offset":1,"epoch":"e1","rest":1}', "e1", 1)),
         ("t:{lobby}:events", wire.Payload(Kind.PRESENCE, '{"leave":1}')),
     ]
+
+
+@pytest.mark.parametrize("cluster", [False, True])
+def test_keys_name_both_channels_of_a_room(cluster: bool) -> None:
+    """The message channel keeps the first release's name on a single Redis; on a cluster
+    both channels carry the room's hash tag; room_of reads every one back."""
+    keys = Keys("rt", "i1", cluster=cluster)
+    room = RoomName("a.b:c-1")
+    message, events = keys.channels(room)
+    assert message == ("rt:{a.b:c-1}:room" if cluster else "rt:room:a.b:c-1")
+    assert events == "rt:{a.b:c-1}:events"
+    assert keys.room_of(message) == (room, False)
+    assert keys.room_of(events) == (room, True)
+    assert keys.room_of(keys.control) is None
+    assert keys.room_of("rt:{a.b:c-1}:meta") is None
+    assert keys.publish_command == ("SPUBLISH" if cluster else "PUBLISH")

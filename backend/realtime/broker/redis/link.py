@@ -51,6 +51,9 @@ class Link:
         self.subscribed: set[RoomName] = set()
         self.pubsub: PubSub | None = None
         self.connected = False
+        self.fresh = True
+        """Not connected yet, and no attempt failed: a cluster link just made for a room on a
+        master this instance had no room on (it does not make the instance unready)."""
         self.last_pong = 0.0
         self.task: asyncio.Task[None] | None = None
         self._confirming: dict[str, deque[asyncio.Future[None]]] = {}
@@ -89,7 +92,12 @@ class Link:
 
     def mark_connected(self) -> None:
         self.connected = True
+        self.fresh = False
         self.up.set()
+
+    @property
+    def healthy(self) -> bool:
+        return self.connected or (self.sharded and self.fresh)
 
     async def close(self) -> None:
         """Drop the connection (the read task is the caller's)."""

@@ -19,7 +19,6 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
@@ -30,6 +29,7 @@ from redis.exceptions import RedisError
 
 from realtime.broker.base import BrokerError, Kind, OnEvent
 from realtime.broker.redis import wire
+from realtime.broker.redis.feed import Feed
 from realtime.broker.redis.history import History
 from realtime.broker.redis.keys import Keys
 from realtime.broker.redis.link import Link, Moved
@@ -43,31 +43,6 @@ ALIGN_TIMEOUT = 2.0
 
 SINGLE = "redis"
 """The name of the one link on a single Redis."""
-
-
-@dataclass(slots=True)
-class Feed:
-    """The reader's position in one subscribed room: the last delivered (epoch, offset)."""
-
-    epoch: str | None = None
-    offset: int = 0
-    waiters: list[tuple[str, int, asyncio.Future[None]]] = field(default_factory=list)
-
-    def seen(self, epoch: str, offset: int) -> bool:
-        return epoch == self.epoch and offset <= self.offset
-
-    def advance(self, epoch: str, offset: int) -> bool:
-        """Move to (epoch, offset); wake the waiters it satisfies; true if any woke."""
-        self.epoch, self.offset = epoch, offset
-        woke = False
-        for waiter in list(self.waiters):
-            target_epoch, target_offset, future = waiter
-            if target_epoch == epoch and target_offset <= offset:
-                self.waiters.remove(waiter)
-                if not future.done():
-                    future.set_result(None)
-                    woke = True
-        return woke
 
 
 class Reader:
@@ -120,11 +95,10 @@ class Reader:
 
     @property
     def connected(self) -> bool:
-        """Every link is connected (and, on a cluster, its slot map was read)."""
+        """Every link is connected or, on a cluster, still connecting for the first time (a
+        room on a master new to this instance makes nobody wait), and the slot map was read."""
         return (
-            not self.closed
-            and self._topology
-            and all(link.connected for link in self.links.values())
+            not self.closed and self._topology and all(link.healthy for link in self.links.values())
         )
 
     def _update_up(self) -> None:
@@ -161,6 +135,7 @@ class Reader:
                 continue
             if time.monotonic() - link.last_pong > 3 * period:
                 logger.warning("redis subscription silent, reconnecting", extra={"node": link.name})
+                link.fresh = False
                 await self.restart(link)
             else:
                 await link.ping()
@@ -318,11 +293,13 @@ class Reader:
             except Moved:
                 logger.info("redis slot moved", extra={"node": link.name})
             except (RedisError, OSError, TimeoutError, BrokerError) as exc:
+                link.fresh = False
                 if link.connected:
                     logger.warning("redis connection lost: %s", type(exc).__name__)
                 else:
                     logger.debug("redis still unavailable: %s", type(exc).__name__)
             except Exception:
+                link.fresh = False
                 logger.exception("redis reader failed")
             await link.close()
             self._update_up()
