@@ -1,9 +1,9 @@
 """The Redis broker: rooms, history, typing and presence shared by every instance.
 
 * Fan-out: two Redis channels per room (messages; presence and typing, :mod:`.keys`); each
-  instance holds ONE subscription per room (not per connection) on one dedicated connection,
-  read by one task (:mod:`.reader`). Payloads carry their kind in the format :mod:`.wire`
-  defines for Python and Lua alike.
+  instance holds ONE subscription per room (not per connection) on one dedicated connection
+  per shard (one on a single Redis), each read by one task (:mod:`.reader`, :mod:`.link`).
+  Payloads carry their kind in the format :mod:`.wire` defines for Python and Lua alike.
 * History: a Stream per room with explicit ids ``<offset>-0``, trimmed to ``history_size``
   and expiring ``history_ttl`` seconds after the last activity. Offset/epoch assignment, the
   idempotency check, the append and the publish are one Lua script (:mod:`.lua`,
@@ -17,6 +17,10 @@
   replays what the rooms missed from history, and re-adds this instance's presence entries.
   ``ready`` is false meanwhile; appends raise :class:`BrokerError` (the client gets an error
   frame, never an ack).
+
+* Redis Cluster (``cluster`` option, REDIS_CLUSTER=1): redis-py's cluster client for commands;
+  every key and channel of a room in its ``{room}`` slot, so each script runs on one master;
+  fan-out over sharded pub/sub; no key spans rooms.
 
 Options come from :class:`realtime.settings.Settings` (:class:`.options.RedisOptions`).
 """
@@ -62,7 +66,7 @@ class RedisBroker(Broker):
         super().__init__(on_event)
         self.options = options
         self.instance = secrets.token_hex(6)
-        """A random id of this instance: its control channel and Redis client names."""
+        """A random id of this instance: its Redis client names and own channel."""
         self._keys = Keys(options.key_prefix, self.instance, cluster=options.cluster)
         common: dict[str, Any] = {
             "decode_responses": True,
