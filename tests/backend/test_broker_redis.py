@@ -423,3 +423,41 @@ async def test_older_release_sees_only_messages_on_the_room_channel(
     head, _, frame = data.partition("|")
     assert head == f"m{appended.epoch}:{appended.offset}"
     assert frame == appended.frame
+
+
+async def test_history_that_went_back_is_delivered_again_from_where_it_diverged(
+    broker_factory: BrokerFactory, options: RedisOptions
+) -> None:
+    """A failover can lose the last acknowledged messages (replication is asynchronous) and
+    the promoted replica hands their offsets out again. Simulated here on one Redis: offsets
+    4 and 5 vanish from the room's state while the reader's subscription is down; the
+    messages that then get offsets 4 and 5 are delivered, not dropped as already seen."""
+    inbox = Inbox()
+    reader = await broker_factory(inbox)
+    writer = await broker_factory(Inbox())
+    await reader.subscribe(ROOM)
+    for i in range(1, 6):
+        await writer.append(ROOM, BOB, ClientMessageId(f"old{i}"), "x")
+    await wait_for(lambda: len(inbox.events) == 5)
+    assert isinstance(reader, RedisBroker)
+    async with Redis.from_url(options.url, decode_responses=True) as admin:
+        # what the promoted replica holds: the master died before sending offsets 4 and 5
+        kept = await admin.xrange("rt:{lobby}:log", "-", "3-0")
+        await admin.delete("rt:{lobby}:log")
+        for entry_id, fields in kept:
+            await admin.xadd("rt:{lobby}:log", fields, id=entry_id)
+        await admin.hset("rt:{lobby}:meta", "offset", 3)
+        clients = await admin.client_list()
+        (sub,) = [c for c in clients if c["name"] == f"rt:sub:{reader.instance}"]
+        await admin.client_kill_filter(_id=sub["id"])
+    for i in range(4, 7):
+        appended = await writer.append(ROOM, BOB, ClientMessageId(f"new{i}"), "x")
+        assert appended.offset == i
+    await wait_for(lambda: len(inbox.events) == 8)
+    await asyncio.sleep(0.2)
+    delivered = [(json.loads(f)["offset"], json.loads(f)["id"]) for _, f in inbox.events]
+    assert delivered == [
+        *((i, f"old{i}") for i in range(1, 6)),
+        *((i, f"new{i}") for i in range(4, 7)),
+    ]
+    assert reader.ready

@@ -85,8 +85,7 @@ class Reader:
         self.links: dict[str, Link] = {}
         if cluster is None:
             self.links[SINGLE] = self._new_link(SINGLE, Redis.from_url(url, **self._client_options))
-        self._topology = cluster is None
-        """The cluster's slot map was read once (always true on a single Redis)."""
+        self._topology = cluster is None  # the slot map was read (no map on a single Redis)
         self.closed = False
         self.legacy_payloads = 0
         """Payloads of an older release dropped from message channels (see :meth:`_dispatch`)."""
@@ -102,10 +101,7 @@ class Reader:
         )
 
     def _update_up(self) -> None:
-        if self.connected:
-            self.up.set()
-        else:
-            self.up.clear()
+        self.up.set() if self.connected else self.up.clear()
 
     def start(self) -> None:
         if self._cluster is None:
@@ -342,18 +338,28 @@ class Reader:
         if feed.seen(payload.epoch, payload.offset):
             return False
         self._on_event(room, Kind.MESSAGE, payload.frame)
-        return feed.advance(payload.epoch, payload.offset)
+        return feed.delivered(payload.epoch, payload.offset, payload.frame)
 
     async def _catch_up(self, room: RoomName) -> None:
-        """Deliver what ``room`` missed while the subscription was down, in order."""
+        """Deliver what ``room`` missed while the subscription was down, in order. If the
+        history lost delivered messages (a master failed before replicating them, and the
+        promoted replica reuses their offsets), rewind to the first and deliver from there."""
         feed = self.feeds[room]
         if feed.epoch is None:
             return
-        history = await self._history.read(room, feed.offset, Epoch(feed.epoch))
+        since = feed.recent[0][0] - 1 if feed.recent else feed.offset
+        history = await self._history.read(room, since, Epoch(feed.epoch))
+        diverged = feed.diverged(history.epoch, history.offset, history.entries)
+        if diverged is not None:
+            logger.warning(
+                "room history went back: delivered messages lost by redis",
+                extra={"room": room, "offset": diverged - 1, "delivered": feed.offset},
+            )
+            feed.rewind(diverged)
         for offset, frame in history.entries:
             if not feed.seen(history.epoch, offset):
                 self._on_event(room, Kind.MESSAGE, frame)
-                feed.advance(history.epoch, offset)
+                feed.delivered(history.epoch, offset, frame)
         if not feed.seen(history.epoch, history.offset):
             feed.advance(history.epoch, history.offset)
 
