@@ -154,9 +154,9 @@ class RedisClusterNodes:
         node.process.kill()
         node.process.wait(timeout=5)
 
-    def reshard(self, source: Node, target: Node, slots: int) -> None:
+    def reshard(self, source: Node, target: Node, slots: int, pipeline: int = 10) -> None:
         """``redis-cli --cluster reshard``: move ``slots`` slots (the source's lowest first)
-        with their keys from ``source`` to ``target``, live."""
+        with their keys from ``source`` to ``target``, live, ``pipeline`` keys per MIGRATE."""
         subprocess.run(
             [
                 REDIS_CLI,
@@ -169,6 +169,8 @@ class RedisClusterNodes:
                 self.node_id(target),
                 "--cluster-slots",
                 str(slots),
+                "--cluster-pipeline",
+                str(pipeline),
                 "--cluster-yes",
             ],
             check=True,
