@@ -461,3 +461,17 @@ async def test_history_that_went_back_is_delivered_again_from_where_it_diverged(
         *((i, f"new{i}") for i in range(4, 7)),
     ]
     assert reader.ready
+
+
+async def test_cluster_mode_on_a_single_redis_stays_unready_and_says_why(
+    started: Started, caplog: pytest.LogCaptureFixture
+) -> None:
+    """REDIS_CLUSTER=1 against a Redis that is not in cluster mode: never ready, refuses
+    appends, and warns naming the error class (redis-py's RedisClusterException is not a
+    RedisError, so it is caught by name)."""
+    with caplog.at_level(logging.WARNING, logger="realtime.broker.redis"):
+        broker = await started(Inbox(), cluster=True, command_timeout=0.3)
+        assert not broker.ready
+        with pytest.raises(BrokerError, match="redis is unavailable"):
+            await broker.append(ROOM, ALICE, ClientMessageId("m1"), "x")
+    assert any("redis cluster unavailable" in r.getMessage() for r in caplog.records)

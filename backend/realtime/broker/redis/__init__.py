@@ -37,10 +37,10 @@ from typing import Any
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from realtime.broker.base import Appended, Broker, BrokerError, Kind, OnEvent, Recovery
 from realtime.broker.redis import wire
+from realtime.broker.redis.errors import REDIS_ERRORS, UNAVAILABLE
 from realtime.broker.redis.history import History
 from realtime.broker.redis.keys import Keys
 from realtime.broker.redis.options import RedisOptions
@@ -98,7 +98,7 @@ class RedisBroker(Broker):
             )
         except ValueError as exc:
             raise BrokerError(f"REDIS_URL is not a redis URL: {exc}") from None
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise BrokerError(f"REDIS_URL: {type(exc).__name__}") from None
         self._closed = False
         self._heartbeat: asyncio.Task[None] | None = None
@@ -137,7 +137,7 @@ class RedisBroker(Broker):
             self._heartbeat.cancel()
             await asyncio.wait([self._heartbeat], timeout=2 * self.options.command_timeout)
         await self._reader.close()
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*REDIS_ERRORS):
             await self._presence.remove_owned()
         await self._redis.aclose()
 
@@ -147,7 +147,7 @@ class RedisBroker(Broker):
         self._require_up()
         try:
             await self._reader.subscribe(room)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except UNAVAILABLE as exc:
             raise _unavailable("subscribe", exc) from None
 
     async def unsubscribe(self, room: RoomName) -> None:
@@ -161,7 +161,7 @@ class RedisBroker(Broker):
         self._require_up()
         try:
             return await self._history.append(room, user, client_id, body)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise _unavailable("append", exc) from None
 
     async def history(self, room: RoomName, since_offset: int, epoch: Epoch | None) -> Recovery:
@@ -169,7 +169,7 @@ class RedisBroker(Broker):
         for _ in range(3):
             try:
                 result = await self._history.read(room, since_offset, epoch)
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 raise _unavailable("history", exc) from None
             if await self._reader.aligned(room, result.epoch, result.offset):
                 break
@@ -181,7 +181,7 @@ class RedisBroker(Broker):
         for _ in range(3):
             try:
                 epoch, offset = await self._history.last(room)
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 raise _unavailable("last", exc) from None
             if await self._reader.aligned(room, epoch, offset):
                 break
@@ -197,7 +197,7 @@ class RedisBroker(Broker):
         try:
             payload = wire.encode(kind, frame)
             await self._keys.publish(self._redis, self._keys.events(room), payload)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             logger.debug("ephemeral publish dropped: %s", type(exc).__name__)
 
     # presence
@@ -206,7 +206,7 @@ class RedisBroker(Broker):
         self._require_up()
         try:
             return await self._presence.join(room, user, conn)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise _unavailable("presence join", exc) from None
 
     async def presence_leave(self, room: RoomName, user: User, conn: ConnId) -> bool:
@@ -214,14 +214,14 @@ class RedisBroker(Broker):
         instance then publishes the leave, so this returns false."""
         try:
             return await self._presence.leave(room, conn)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             logger.info("presence leave deferred to expiry: %s", type(exc).__name__)
             return False
 
     async def presence_snapshot(self, room: RoomName) -> list[User]:
         try:
             return await self._presence.snapshot(room)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise _unavailable("presence snapshot", exc) from None
 
     # heartbeat
@@ -236,7 +236,7 @@ class RedisBroker(Broker):
                 await self._reader.check(period)
                 await self._presence.refresh()
                 await self._presence.reap()
-            except (RedisError, OSError, TimeoutError) as exc:
+            except UNAVAILABLE as exc:
                 logger.warning("presence heartbeat failed: %s", type(exc).__name__)
 
     def _subscribed_rooms(self) -> list[RoomName]:

@@ -25,10 +25,10 @@ from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from realtime.broker.base import BrokerError, Kind, OnEvent
 from realtime.broker.redis import wire
+from realtime.broker.redis.errors import LOST, REDIS_ERRORS, UNAVAILABLE
 from realtime.broker.redis.feed import Feed
 from realtime.broker.redis.history import History
 from realtime.broker.redis.keys import Keys
@@ -192,8 +192,9 @@ class Reader:
             try:
                 async with asyncio.timeout(self._options.command_timeout):
                     await self._cluster.initialize()
-            except (RedisError, OSError, TimeoutError) as exc:
-                logger.debug("redis cluster still unavailable: %s", type(exc).__name__)
+            except UNAVAILABLE as exc:
+                # e.g. RedisClusterException: REDIS_CLUSTER=1 but the node is not in cluster mode
+                logger.warning("redis cluster unavailable: %s", type(exc).__name__)
             else:
                 self._topology = True
                 self._update_up()
@@ -209,7 +210,7 @@ class Reader:
         try:
             async with asyncio.timeout(self._options.command_timeout):
                 await self._cluster.nodes_manager.initialize()
-        except (RedisError, OSError, TimeoutError) as exc:
+        except UNAVAILABLE as exc:
             logger.debug("redis cluster slots unavailable: %s", type(exc).__name__)
             return
         receivers: dict[str, Link] = {}
@@ -256,7 +257,7 @@ class Reader:
                 link.rooms.discard(room)
                 try:
                     await link.unsubscribe(room)
-                except (RedisError, OSError) as exc:
+                except REDIS_ERRORS as exc:
                     logger.info("unsubscribe failed: %s", type(exc).__name__, extra={"room": room})
 
     # the loops
@@ -288,7 +289,7 @@ class Reader:
                 raise
             except Moved:
                 logger.info("redis slot moved", extra={"node": link.name})
-            except (RedisError, OSError, TimeoutError, BrokerError) as exc:
+            except LOST as exc:
                 link.fresh = False
                 if link.connected:
                     logger.warning("redis connection lost: %s", type(exc).__name__)
