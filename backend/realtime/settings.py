@@ -57,6 +57,8 @@ class Settings:
     log_format: str = "json"
     # metrics: their own listener, never exposed by a public service
     metrics_port: int = 9091
+    # the Redis broker on a Redis Cluster (REDIS_URL names any node of it)
+    redis_cluster: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -114,6 +116,7 @@ class Settings:
             log_level=log_level,
             log_format=log_format,
             metrics_port=reader.get("METRICS_PORT", _port, 9091),
+            redis_cluster=reader.get("REDIS_CLUSTER", _bool, False),
         )
         if settings.presence_heartbeat * 2 > settings.presence_ttl:
             raise SettingsError(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 from realtime.broker import Broker, BrokerError, Kind, OnEvent, create_broker
 from realtime.broker.redis import RedisBroker, RedisOptions
-from realtime.encode import encode_message
+from realtime.encode import encode_message, encode_presence, encode_typing
 from realtime.ids import ClientMessageId, ConnId, Epoch, RoomName, User, UserId
 from realtime.settings import Settings, SettingsError
 from redis.asyncio import Redis
@@ -356,3 +357,121 @@ async def test_heartbeat_never_races_joins_and_leaves(started: Started) -> None:
     await asyncio.sleep(1.0)  # longer than the TTL: a ghost entry would be reaped by now
     assert inbox.events == []
     assert await broker.presence_snapshot(ROOM) == []
+
+
+# a rolling deploy from the release before the events channel (a6bda4a)
+
+
+async def test_older_release_presence_and_typing_are_dropped_quietly(
+    started: Started, options: RedisOptions, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The previous release published presence and typing as bare frames on the room's
+    message channel: this release drops them without a warning and counts them, and still
+    delivers the previous release's messages (same channel, same ``m<epoch>:<offset>|``)."""
+    inbox = Inbox()
+    broker = await started(inbox)
+    await broker.subscribe(ROOM)
+    epoch, offset = await broker.last(ROOM)
+    message = encode_message(
+        ROOM,
+        offset=offset + 1,
+        epoch=epoch,
+        user=ALICE,
+        client_id=ClientMessageId("m1"),
+        body="hi",
+        ts=1,
+    )
+    async with Redis.from_url(options.url, decode_responses=True) as old_instance:
+        # exactly what the previous release's _publish and append script sent
+        await old_instance.publish("rt:room:lobby", encode_presence(ROOM, ALICE, online=True))
+        await old_instance.publish("rt:room:lobby", encode_typing(ROOM, ALICE, active=True))
+        await old_instance.publish("rt:room:lobby", f"m{epoch}:{offset + 1}|{message}")
+    with caplog.at_level(logging.WARNING, logger="realtime.broker.redis"):
+        await wait_for(lambda: len(inbox.events) == 1)
+        await asyncio.sleep(0.1)
+    assert inbox.kinds == [Kind.MESSAGE]
+    assert inbox.events == [(ROOM, message)]
+    assert broker.legacy_payloads == 2
+    assert caplog.records == []
+
+
+async def test_older_release_sees_only_messages_on_the_room_channel(
+    started: Started, options: RedisOptions
+) -> None:
+    """What a previous-release instance subscribes (the room's message channel) carries only
+    messages in its format; presence, typing and the reaper's leaves go elsewhere."""
+    broker = await started(Inbox())
+    await broker.subscribe(ROOM)
+    async with (
+        Redis.from_url(options.url, decode_responses=True) as old_instance,
+        old_instance.pubsub() as pubsub,
+    ):
+        await pubsub.subscribe("rt:room:lobby")
+        await pubsub.get_message(timeout=1.0)
+        await broker.publish_ephemeral(ROOM, Kind.TYPING, encode_typing(ROOM, BOB, active=True))
+        assert await broker.presence_join(ROOM, BOB, ConnId("c1"))
+        await broker._presence.publish(ROOM, BOB, online=True)
+        appended = await broker.append(ROOM, ALICE, ClientMessageId("m1"), "hi")
+        seen = []
+        while not any(data.startswith("m") for data in seen):
+            got = await pubsub.get_message(timeout=2.0)
+            assert got is not None, seen
+            if got["type"] == "message":
+                seen.append(got["data"])
+    # the previous release's reader: "m<epoch>:<offset>|frame", anything else forwarded raw
+    (data,) = seen
+    head, _, frame = data.partition("|")
+    assert head == f"m{appended.epoch}:{appended.offset}"
+    assert frame == appended.frame
+
+
+async def test_history_that_went_back_is_delivered_again_from_where_it_diverged(
+    broker_factory: BrokerFactory, options: RedisOptions
+) -> None:
+    """A failover can lose the last acknowledged messages (replication is asynchronous) and
+    the promoted replica hands their offsets out again. Simulated here on one Redis: offsets
+    4 and 5 vanish from the room's state while the reader's subscription is down; the
+    messages that then get offsets 4 and 5 are delivered, not dropped as already seen."""
+    inbox = Inbox()
+    reader = await broker_factory(inbox)
+    writer = await broker_factory(Inbox())
+    await reader.subscribe(ROOM)
+    for i in range(1, 6):
+        await writer.append(ROOM, BOB, ClientMessageId(f"old{i}"), "x")
+    await wait_for(lambda: len(inbox.events) == 5)
+    assert isinstance(reader, RedisBroker)
+    async with Redis.from_url(options.url, decode_responses=True) as admin:
+        # what the promoted replica holds: the master died before sending offsets 4 and 5
+        kept = await admin.xrange("rt:{lobby}:log", "-", "3-0")
+        await admin.delete("rt:{lobby}:log")
+        for entry_id, fields in kept:
+            await admin.xadd("rt:{lobby}:log", fields, id=entry_id)
+        await admin.hset("rt:{lobby}:meta", "offset", 3)
+        clients = await admin.client_list()
+        (sub,) = [c for c in clients if c["name"] == f"rt:sub:{reader.instance}"]
+        await admin.client_kill_filter(_id=sub["id"])
+    for i in range(4, 7):
+        appended = await writer.append(ROOM, BOB, ClientMessageId(f"new{i}"), "x")
+        assert appended.offset == i
+    await wait_for(lambda: len(inbox.events) == 8)
+    await asyncio.sleep(0.2)
+    delivered = [(json.loads(f)["offset"], json.loads(f)["id"]) for _, f in inbox.events]
+    assert delivered == [
+        *((i, f"old{i}") for i in range(1, 6)),
+        *((i, f"new{i}") for i in range(4, 7)),
+    ]
+    assert reader.ready
+
+
+async def test_cluster_mode_on_a_single_redis_stays_unready_and_says_why(
+    started: Started, caplog: pytest.LogCaptureFixture
+) -> None:
+    """REDIS_CLUSTER=1 against a Redis that is not in cluster mode: never ready, refuses
+    appends, and warns naming the error class (redis-py's RedisClusterException is not a
+    RedisError, so it is caught by name)."""
+    with caplog.at_level(logging.WARNING, logger="realtime.broker.redis"):
+        broker = await started(Inbox(), cluster=True, command_timeout=0.3)
+        assert not broker.ready
+        with pytest.raises(BrokerError, match="redis is unavailable"):
+            await broker.append(ROOM, ALICE, ClientMessageId("m1"), "x")
+    assert any("redis cluster unavailable" in r.getMessage() for r in caplog.records)

@@ -77,24 +77,44 @@ async def test_scripts_publish_what_the_reader_parses(redis: Redis) -> None:
     keys = Keys("t", "i1")
     room = RoomName("lobby")
     async with redis.pubsub() as pubsub:
-        await pubsub.subscribe(keys.channel(room))
-        await pubsub.get_message(timeout=1.0)
+        await pubsub.subscribe(*keys.channels(room))
+        for _ in keys.channels(room):
+            await pubsub.get_message(timeout=1.0)
         append = redis.register_script(APPEND)
         idem = keys.idempotency(room, UserId("u1"), ClientMessageId("m1"))
         args: list[str | int] = ["e1", '{"offset":', ',"rest":1}', 10, 60, 60, keys.channel(room)]
+        args.append("PUBLISH")
         await append(keys=[*keys.history(room), idem], args=args)
         join = redis.register_script(PRESENCE_JOIN)
         await join(keys=keys.presence(room), args=[1, 3, room, "c1", "u1", "n", '{"leave":1}'])
         reap = redis.register_script(PRESENCE_REAP)
         await redis.zadd(keys.presence(room)[0], {"c1": 0})  # expired long ago
-        await reap(keys=keys.presence(room), args=[room, keys.channel(room)])
-        payloads: list[wire.Payload] = []
+        await reap(keys=keys.presence(room), args=[room, keys.events(room), "PUBLISH"])
+        payloads: list[tuple[str, wire.Payload]] = []
         while len(payloads) < 2:
             message = await pubsub.get_message(timeout=2.0)
             assert message is not None, payloads
             if message["type"] == "message":
-                payloads.append(wire.parse(message["data"]))
+                payloads.append((message["channel"], wire.parse(message["data"])))
+    # the message on the message channel (the name and format of every release), the leave
+    # on the events channel (which releases before it do not subscribe)
     assert payloads == [
-        wire.Payload(Kind.MESSAGE, '{"offset":1,"epoch":"e1","rest":1}', "e1", 1),
-        wire.Payload(Kind.PRESENCE, '{"leave":1}'),
+        ("t:room:lobby", wire.Payload(Kind.MESSAGE, '{"offset":1,"epoch":"e1","rest":1}', "e1", 1)),
+        ("t:{lobby}:events", wire.Payload(Kind.PRESENCE, '{"leave":1}')),
     ]
+
+
+@pytest.mark.parametrize("cluster", [False, True])
+def test_keys_name_both_channels_of_a_room(cluster: bool) -> None:
+    """The message channel keeps the first release's name on a single Redis; on a cluster
+    both channels carry the room's hash tag; room_of reads every one back."""
+    keys = Keys("rt", "i1", cluster=cluster)
+    room = RoomName("a.b:c-1")
+    message, events = keys.channels(room)
+    assert message == ("rt:{a.b:c-1}:room" if cluster else "rt:room:a.b:c-1")
+    assert events == "rt:{a.b:c-1}:events"
+    assert keys.room_of(message) == (room, False)
+    assert keys.room_of(events) == (room, True)
+    assert keys.room_of(keys.control) is None
+    assert keys.room_of("rt:{a.b:c-1}:meta") is None
+    assert keys.publish_command == ("SPUBLISH" if cluster else "PUBLISH")

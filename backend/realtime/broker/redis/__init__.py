@@ -1,8 +1,9 @@
 """The Redis broker: rooms, history, typing and presence shared by every instance.
 
-* Fan-out: one Redis channel per room; each instance holds ONE subscription per room (not per
-  connection) on one dedicated connection, read by one task (:mod:`.reader`). Payloads carry
-  their kind in the format :mod:`.wire` defines for Python and Lua alike.
+* Fan-out: two Redis channels per room (messages; presence and typing, :mod:`.keys`); each
+  instance holds ONE subscription per room (not per connection) on one dedicated connection
+  per shard (one on a single Redis), each read by one task (:mod:`.reader`, :mod:`.link`).
+  Payloads carry their kind in the format :mod:`.wire` defines for Python and Lua alike.
 * History: a Stream per room with explicit ids ``<offset>-0``, trimmed to ``history_size``
   and expiring ``history_ttl`` seconds after the last activity. Offset/epoch assignment, the
   idempotency check, the append and the publish are one Lua script (:mod:`.lua`,
@@ -17,6 +18,10 @@
   ``ready`` is false meanwhile; appends raise :class:`BrokerError` (the client gets an error
   frame, never an ack).
 
+* Redis Cluster (``cluster`` option, REDIS_CLUSTER=1): redis-py's cluster client for commands;
+  every key and channel of a room in its ``{room}`` slot, so each script runs on one master;
+  fan-out over sharded pub/sub; no key spans rooms.
+
 Options come from :class:`realtime.settings.Settings` (:class:`.options.RedisOptions`).
 """
 
@@ -27,15 +32,15 @@ import contextlib
 import logging
 import random
 import secrets
-import time
+from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from realtime.broker.base import Appended, Broker, BrokerError, Kind, OnEvent, Recovery
 from realtime.broker.redis import wire
+from realtime.broker.redis.errors import REDIS_ERRORS, UNAVAILABLE
 from realtime.broker.redis.history import History
 from realtime.broker.redis.keys import Keys
 from realtime.broker.redis.options import RedisOptions
@@ -61,23 +66,29 @@ class RedisBroker(Broker):
         super().__init__(on_event)
         self.options = options
         self.instance = secrets.token_hex(6)
-        """A random id of this instance: its control channel and Redis client names."""
-        self._keys = Keys(options.key_prefix, self.instance)
+        """A random id of this instance: its Redis client names and own channel."""
+        self._keys = Keys(options.key_prefix, self.instance, cluster=options.cluster)
+        common: dict[str, Any] = {
+            "decode_responses": True,
+            "client_name": f"{options.key_prefix}:cmd:{self.instance}",
+            "socket_timeout": options.command_timeout,
+            "socket_connect_timeout": options.command_timeout,
+        }
         try:
-            self._redis: Redis = Redis.from_url(
-                options.url,
-                decode_responses=True,
-                client_name=f"{options.key_prefix}:cmd:{self.instance}",
-                socket_timeout=options.command_timeout,
-                socket_connect_timeout=options.command_timeout,
+            cluster: RedisCluster | None = None
+            if options.cluster:
+                # redis-py follows MOVED/ASK redirections and re-reads the slot map itself
+                cluster = RedisCluster.from_url(options.url, **common)
+                self._redis: Redis | RedisCluster = cluster
+            else:
                 # one retry: a pooled connection may be stale after a Redis restart; a retried
                 # append is safe, the idempotency key answers it as a duplicate
-                retry=Retry(NoBackoff(), 1),
-            )
+                self._redis = Redis.from_url(options.url, retry=Retry(NoBackoff(), 1), **common)
             self._history = History(self._redis, self._keys, options)
-            self._presence = Presence(self._redis, self._keys, options)
+            self._presence = Presence(self._redis, self._keys, options, self._subscribed_rooms)
             self._reader = Reader(
                 url=options.url,
+                cluster=cluster,
                 instance=self.instance,
                 keys=self._keys,
                 options=options,
@@ -87,6 +98,8 @@ class RedisBroker(Broker):
             )
         except ValueError as exc:
             raise BrokerError(f"REDIS_URL is not a redis URL: {exc}") from None
+        except REDIS_ERRORS as exc:
+            raise BrokerError(f"REDIS_URL: {type(exc).__name__}") from None
         self._closed = False
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -95,6 +108,12 @@ class RedisBroker(Broker):
     @property
     def ready(self) -> bool:
         return self._reader.connected and not self._closed
+
+    @property
+    def legacy_payloads(self) -> int:
+        """Presence and typing payloads of a release before the events channel, dropped
+        (non-zero only during a rolling deploy from it)."""
+        return self._reader.legacy_payloads
 
     async def start(self) -> None:
         """Start the reader and the heartbeat; wait up to one command timeout for Redis
@@ -118,7 +137,7 @@ class RedisBroker(Broker):
             self._heartbeat.cancel()
             await asyncio.wait([self._heartbeat], timeout=2 * self.options.command_timeout)
         await self._reader.close()
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*REDIS_ERRORS):
             await self._presence.remove_owned()
         await self._redis.aclose()
 
@@ -128,7 +147,7 @@ class RedisBroker(Broker):
         self._require_up()
         try:
             await self._reader.subscribe(room)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except UNAVAILABLE as exc:
             raise _unavailable("subscribe", exc) from None
 
     async def unsubscribe(self, room: RoomName) -> None:
@@ -142,7 +161,7 @@ class RedisBroker(Broker):
         self._require_up()
         try:
             return await self._history.append(room, user, client_id, body)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise _unavailable("append", exc) from None
 
     async def history(self, room: RoomName, since_offset: int, epoch: Epoch | None) -> Recovery:
@@ -150,7 +169,7 @@ class RedisBroker(Broker):
         for _ in range(3):
             try:
                 result = await self._history.read(room, since_offset, epoch)
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 raise _unavailable("history", exc) from None
             if await self._reader.aligned(room, result.epoch, result.offset):
                 break
@@ -162,7 +181,7 @@ class RedisBroker(Broker):
         for _ in range(3):
             try:
                 epoch, offset = await self._history.last(room)
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 raise _unavailable("last", exc) from None
             if await self._reader.aligned(room, epoch, offset):
                 break
@@ -176,8 +195,9 @@ class RedisBroker(Broker):
         if not self._reader.connected:
             return
         try:
-            await self._redis.publish(self._keys.channel(room), wire.encode(kind, frame))
-        except (RedisError, OSError) as exc:
+            payload = wire.encode(kind, frame)
+            await self._keys.publish(self._redis, self._keys.events(room), payload)
+        except REDIS_ERRORS as exc:
             logger.debug("ephemeral publish dropped: %s", type(exc).__name__)
 
     # presence
@@ -186,7 +206,7 @@ class RedisBroker(Broker):
         self._require_up()
         try:
             return await self._presence.join(room, user, conn)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise _unavailable("presence join", exc) from None
 
     async def presence_leave(self, room: RoomName, user: User, conn: ConnId) -> bool:
@@ -194,14 +214,14 @@ class RedisBroker(Broker):
         instance then publishes the leave, so this returns false."""
         try:
             return await self._presence.leave(room, conn)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             logger.info("presence leave deferred to expiry: %s", type(exc).__name__)
             return False
 
     async def presence_snapshot(self, room: RoomName) -> list[User]:
         try:
             return await self._presence.snapshot(room)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise _unavailable("presence snapshot", exc) from None
 
     # heartbeat
@@ -213,23 +233,14 @@ class RedisBroker(Broker):
             if not self._reader.connected or self._closed:
                 continue
             try:
-                await self._check_subscription(period)
+                await self._reader.check(period)
                 await self._presence.refresh()
                 await self._presence.reap()
-            except (RedisError, OSError, TimeoutError) as exc:
+            except UNAVAILABLE as exc:
                 logger.warning("presence heartbeat failed: %s", type(exc).__name__)
 
-    async def _check_subscription(self, period: float) -> None:
-        """Publish to this instance's control channel; a subscription that heard nothing
-        of it for three periods is dropped so the reader reconnects."""
-        if not self._reader.subscribed:
-            return
-        if time.monotonic() - self._reader.last_pong > 3 * period:
-            logger.warning("redis subscription silent, reconnecting")
-            await self._reader.restart()
-            return
-        # a round trip through Redis to our own subscription, not just a socket-level ping
-        await self._redis.publish(self._keys.control, "ping")
+    def _subscribed_rooms(self) -> list[RoomName]:
+        return list(self._reader.feeds)
 
     def _require_up(self) -> None:
         if not self.ready:

@@ -6,7 +6,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
 from realtime.broker.base import Appended, BrokerError
@@ -58,7 +58,7 @@ class Snapshot:
 class History:
     """The append and history scripts of one broker."""
 
-    def __init__(self, redis: Redis, keys: Keys, options: RedisOptions) -> None:
+    def __init__(self, redis: Redis | RedisCluster, keys: Keys, options: RedisOptions) -> None:
         self._keys = keys
         self._options = options
         self._append: AsyncScript = redis.register_script(lua.APPEND)
@@ -78,6 +78,7 @@ class History:
             self._options.history_ttl,
             self._options.idempotency_ttl,
             self._keys.channel(room),
+            self._keys.publish_command,
         ]
         duplicate, offset, epoch, frame = await self._append(keys=keys, args=args)
         return Appended(int(offset), Epoch(epoch), bool(duplicate), frame)

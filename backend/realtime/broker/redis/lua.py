@@ -32,7 +32,7 @@ APPEND = (
     + """
 -- KEYS: meta (hash epoch/offset), log (stream), idem (string of this user's client id)
 -- ARGV: epoch candidate, frame head (up to "offset":), frame tail (after the epoch),
---       history size, history ttl s, idempotency ttl s, channel
+--       history size, history ttl s, idempotency ttl s, message channel, PUBLISH|SPUBLISH
 -- returns {duplicate 0|1, offset, epoch, frame}
 local epoch = ensure_epoch(KEYS[1], KEYS[2], ARGV[1])
 local seen = redis.call('GET', KEYS[3])
@@ -48,7 +48,7 @@ redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], offset .. '-0', 'f', frame)
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('SET', KEYS[3], wire_head(epoch, offset) .. frame, 'EX', ARGV[6])
-redis.call('PUBLISH', ARGV[7], wire_message(epoch, offset, frame))
+redis.call(ARGV[8], ARGV[7], wire_message(epoch, offset, frame))
 return {0, offset, epoch, frame}
 """
 )
@@ -101,7 +101,7 @@ _PRESENCE_LIB = (
     + """
 -- KEYS: expiry (zset conn -> expiry ms), conns (hash conn -> user id),
 --       counts (hash user id -> live connections), names (hash user id -> name),
---       leaves (hash user id -> encoded leave frame), index (set of rooms with presence)
+--       leaves (hash user id -> encoded leave frame): all in the room's slot
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -127,10 +127,9 @@ local function remove(conn)
   return frame or ''
 end
 
-local function drop_if_empty(room)
+local function drop_if_empty()
   if redis.call('ZCARD', KEYS[1]) == 0 then
     redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
-    redis.call('SREM', KEYS[6], room)
   end
 end
 """
@@ -139,7 +138,8 @@ end
 PRESENCE_JOIN = (
     _PRESENCE_LIB
     + """
--- ARGV: entry ttl ms, key ttl s, room, then per connection: conn, user id, name, leave frame
+-- ARGV: entry ttl ms, key ttl s, room (unused), then per connection: conn, user id, name,
+--       leave frame
 -- adds or refreshes each entry; returns the user ids that came online
 local expires = now_ms() + tonumber(ARGV[1])
 local online = {}
@@ -157,7 +157,6 @@ end
 for k = 1, 5 do
   redis.call('EXPIRE', KEYS[k], ARGV[2])
 end
-redis.call('SADD', KEYS[6], ARGV[3])
 return online
 """
 )
@@ -165,9 +164,9 @@ return online
 PRESENCE_LEAVE = (
     _PRESENCE_LIB
     + """
--- ARGV: room, conn; returns 1 when the connection's user went offline in the room
+-- ARGV: room (unused), conn; returns 1 when the connection's user went offline in the room
 local went = remove(ARGV[2])
-drop_if_empty(ARGV[1])
+drop_if_empty()
 if went then
   return 1
 end
@@ -178,7 +177,7 @@ return 0
 PRESENCE_REAP = (
     _PRESENCE_LIB
     + """
--- ARGV: room, channel
+-- ARGV: room (unused), events channel, PUBLISH|SPUBLISH
 -- removes expired entries, publishes one leave per user who went offline; returns their count
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms())
 local gone = 0
@@ -187,11 +186,11 @@ for _, conn in ipairs(expired) do
   if frame then
     gone = gone + 1
     if frame ~= '' then
-      redis.call('PUBLISH', ARGV[2], wire_presence(frame))
+      redis.call(ARGV[3], ARGV[2], wire_presence(frame))
     end
   end
 end
-drop_if_empty(ARGV[1])
+drop_if_empty()
 return gone
 """
 )

@@ -25,6 +25,7 @@ class RedisOptions:
     presence_heartbeat: float = _D["presence_heartbeat"]
     # connection
     key_prefix: str = _D["redis_key_prefix"]
+    cluster: bool = _D["redis_cluster"]
     command_timeout: float = 2.0
     reconnect_max: float = 2.0
     subscribe_batch: int = 200
@@ -39,4 +40,5 @@ class RedisOptions:
             presence_ttl=settings.presence_ttl,
             presence_heartbeat=settings.presence_heartbeat,
             key_prefix=settings.redis_key_prefix,
+            cluster=settings.redis_cluster,
         )

@@ -1,12 +1,19 @@
-"""Presence on Redis: one entry per connection, kept alive by its instance, reaped by all."""
+"""Presence on Redis: one entry per connection, kept alive by its instance, reaped by all.
+
+There is no global index of rooms: each instance reaps the rooms it subscribes (a room
+nobody subscribes has nobody to tell about a leave; its keys expire), and a presence snapshot
+reaps its room first, so it never lists an expired entry. Each script touches one room's slot.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import math
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
 from realtime.broker.base import Kind
@@ -28,8 +35,15 @@ class Presence:
     Methods raise redis-py's errors; the broker decides what an outage means for each.
     """
 
-    def __init__(self, redis: Redis, keys: Keys, options: RedisOptions) -> None:
+    def __init__(
+        self,
+        redis: Redis | RedisCluster,
+        keys: Keys,
+        options: RedisOptions,
+        rooms: Callable[[], list[RoomName]],
+    ) -> None:
         self._redis = redis
+        self._rooms = rooms
         self._keys = keys
         self._options = options
         self._join: AsyncScript = redis.register_script(lua.PRESENCE_JOIN)
@@ -40,7 +54,7 @@ class Presence:
 
     async def publish(self, room: RoomName, user: User, *, online: bool) -> None:
         payload = wire.encode(Kind.PRESENCE, encode_presence(room, user, online=online))
-        await self._redis.publish(self._keys.channel(room), payload)
+        await self._keys.publish(self._redis, self._keys.events(room), payload)
 
     async def join(self, room: RoomName, user: User, conn: ConnId) -> bool:
         async with self.lock:
@@ -56,6 +70,7 @@ class Presence:
         return bool(went)
 
     async def snapshot(self, room: RoomName) -> list[User]:
+        await self._reap(keys=self._keys.presence(room), args=self._reap_args(room))
         names = await self._redis.hgetall(self._keys.room(room, "names"))
         return [User(UserId(str(uid)), str(names[uid])) for uid in sorted(names)]
 
@@ -106,32 +121,43 @@ class Presence:
                 ]
                 if not chunk:
                     continue
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for room, conns in chunk:
-                        await self._join(
-                            keys=self._keys.presence(room),
-                            args=self._join_args(room, conns),
-                            client=pipe,
-                        )
-                    replies = await pipe.execute()
+                replies = await self._batch(
+                    [
+                        (self._join, self._keys.presence(room), self._join_args(room, conns))
+                        for room, conns in chunk
+                    ]
+                )
                 for (room, conns), online in zip(chunk, replies, strict=True):
                     for user in {user.id: user for user in conns.values()}.values():
                         if user.id in online:
                             await self.publish(room, user, online=True)
 
     async def reap(self) -> None:
-        """Remove expired entries of every room; the script publishes the leaves."""
-        rooms = sorted(await self._redis.smembers(self._keys.presence_rooms))
+        """Remove expired entries of the rooms this instance subscribes; the script
+        publishes the leaves."""
+        rooms = sorted(self._rooms())
         for start in range(0, len(rooms), PIPELINE_ROOMS):
-            chunk = [RoomName(str(room)) for room in rooms[start : start + PIPELINE_ROOMS]]
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for room in chunk:
-                    await self._reap(
-                        keys=self._keys.presence(room),
-                        args=[room, self._keys.channel(room)],
-                        client=pipe,
-                    )
-                replies = await pipe.execute()
+            chunk = rooms[start : start + PIPELINE_ROOMS]
+            replies = await self._batch(
+                [(self._reap, self._keys.presence(room), self._reap_args(room)) for room in chunk]
+            )
             for room, gone in zip(chunk, replies, strict=True):
                 if gone:
                     logger.info("reaped expired presence", extra={"room": room, "count": gone})
+
+    def _reap_args(self, room: RoomName) -> list[str | int]:
+        return [room, self._keys.events(room), self._keys.publish_command]
+
+    async def _batch(
+        self, calls: list[tuple[AsyncScript, list[str], list[str | int]]]
+    ) -> list[Any]:
+        """Run script calls in one round trip: a pipeline on a single Redis; concurrently on
+        a cluster (each call goes to its room's master)."""
+        if self._keys.cluster:
+            runs: list[Awaitable[Any]] = [script(keys=k, args=a) for script, k, a in calls]
+            return list(await asyncio.gather(*runs))
+        assert isinstance(self._redis, Redis)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for script, keys, args in calls:
+                await script(keys=keys, args=args, client=pipe)
+            return list(await pipe.execute())

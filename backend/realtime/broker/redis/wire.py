@@ -1,12 +1,16 @@
-"""The pub/sub wire format between instances, defined once for Python and for Lua.
+"""The pub/sub format between instances, defined once for Python and for Lua.
 
-Every payload published on a room's channel names its kind in its first character:
+Every payload names its kind in its first character:
 
-* ``m<epoch>:<offset>|<frame>``: a chat message at ``offset`` of ``epoch`` (published by the
-  append script; the reader drops what it already delivered);
-* ``p|<frame>``: a presence diff (published by instances and by the reaper script);
-* ``t|<frame>``: a typing frame.
+* ``m<epoch>:<offset>|<frame>``: a chat message at ``offset`` of ``epoch``, on the room's
+  message channel (published by the append script; the reader drops what it already
+  delivered). Unchanged since the first release, so messages cross releases.
+* ``p|<frame>``: a presence diff, on the room's events channel (published by instances and by
+  the reaper script);
+* ``t|<frame>``: a typing frame, on the events channel.
 
+Releases before the events channel published presence and typing as bare frames on the
+message channel; the reader drops those quietly (:mod:`.keys` names both channels).
 The idempotency record of a message is its head without the tag, ``<epoch>:<offset>|<frame>``.
 :data:`LUA` generates the scripts' helpers from the same constants; tests/backend/test_wire.py
 runs them in a real redis-server against :func:`encode` and :func:`parse`.
