@@ -102,12 +102,22 @@ def _formed(port: int) -> bool:
     return int(str(_cluster_info(port).get("cluster_known_nodes", 0))) >= NODES
 
 
+def _ready(port: int) -> bool:
+    """The node sees the cluster ok, and is a master or a replica whose link is up (a replica
+    that never synced cannot be promoted)."""
+    if _cluster_info(port).get("cluster_state") != "ok":
+        return False
+    with redis.Redis(host=LOOPBACK, port=port, socket_timeout=2, decode_responses=True) as client:
+        replication: dict[str, object] = client.info("replication")
+    return replication.get("role") == "master" or replication.get("master_link_status") == "up"
+
+
 def _wait_ok(ports: Sequence[int], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     for port in ports:
-        while _cluster_info(port).get("cluster_state") != "ok":
+        while not _ready(port):
             if time.monotonic() > deadline:
-                raise SuperviseError(f"redis cluster node {port}: cluster_state is not ok")
+                raise SuperviseError(f"redis cluster node {port}: not ok or not synced")
             time.sleep(0.1)
 
 

@@ -1,7 +1,9 @@
 """A real Redis Cluster on loopback for the tests: three masters and three replicas.
 
-Six Debian ``redis-server`` processes (``--cluster-enabled yes``, a 1 s node timeout so a
-failover takes seconds), joined by ``redis-cli --cluster create --cluster-replicas 1``.
+Six Debian ``redis-server`` processes with the local target's command line
+(``infra.local.redis_cluster.cluster_node_argv``: ``--cluster-enabled yes``, here a 1 s node
+timeout so a failover takes seconds), joined by ``redis-cli --cluster create --cluster-replicas
+1`` (``cluster_create_argv``).
 ``running_cluster()`` yields a started cluster and always stops every node (test modules wrap
 it in a module-scoped fixture). Faults: :meth:`RedisClusterNodes.kill` (SIGKILL a node),
 :meth:`RedisClusterNodes.reshard` (``redis-cli --cluster reshard``).
@@ -22,7 +24,8 @@ import pytest
 from redis import Redis
 from redis.cluster import key_slot
 
-from infra.local.loopback import free_port, redis_server_argv
+from infra.local.loopback import free_port
+from infra.local.redis_cluster import cluster_create_argv, cluster_node_argv
 
 __all__ = ["NODE_TIMEOUT_MS", "RedisClusterNodes", "running_cluster", "slot_of"]
 
@@ -68,19 +71,13 @@ class RedisClusterNodes:
         for node in self.nodes:
             node.directory.mkdir(parents=True, exist_ok=True)
             argv = [
-                *redis_server_argv(node.port, binary=REDIS_SERVER, directory=node.directory),
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-port",
-                str(node.bus_port),
-                "--cluster-node-timeout",
-                str(NODE_TIMEOUT_MS),
-                # replicas sync at once (not after the default 5 s): a replica that never
-                # synced cannot be promoted
-                "--repl-diskless-sync-delay",
-                "0",
+                *cluster_node_argv(
+                    node.port,
+                    bus_port=node.bus_port,
+                    directory=node.directory,
+                    node_timeout_ms=NODE_TIMEOUT_MS,
+                    binary=REDIS_SERVER,
+                ),
                 "--logfile",
                 str(node.directory / "redis.log"),
             ]
@@ -89,15 +86,7 @@ class RedisClusterNodes:
         for node in self.nodes:
             self._wait(lambda n=node: n.client().ping(), deadline, f"{node.address} answers")
         subprocess.run(
-            [
-                REDIS_CLI,
-                "--cluster",
-                "create",
-                *(node.address for node in self.nodes),
-                "--cluster-replicas",
-                "1",
-                "--cluster-yes",
-            ],
+            cluster_create_argv([node.port for node in self.nodes], binary=REDIS_CLI),
             check=True,
             capture_output=True,
             timeout=timeout,
