@@ -23,7 +23,9 @@ import pytest
 
 from infra.deploy.targets.fly import (
     apps_create_argv,
+    apps_list_argv,
     deploy_argv,
+    ips_list_argv,
     ips_v4_shared_argv,
     ips_v6_argv,
     scale_count_argv,
@@ -79,6 +81,9 @@ def _argvs(flyctl: str) -> dict[str, list[str]]:
             high_availability=True,
         ),
         "scale count": scale_count_argv(flyctl, app=app, count=2),
+        "scale count --region": scale_count_argv(flyctl, app=app, count=1, region="ams"),
+        "apps list --json": apps_list_argv(flyctl),
+        "ips list --json": ips_list_argv(flyctl, app=app),
     }
 
 
