@@ -120,7 +120,8 @@ class Fanout:
         blocking; it is written at the end of this loop turn, or at once for a member whose
         buffered bytes would pass the limit (closed with 4009 if the transport keeps them)."""
         pending = self._pending
-        bound = self._limit - len(data)
+        size = len(data)
+        bound = self._limit - size
         dropped = 0
         full: list[ServerConnection] = []
         for ws in members:
@@ -135,7 +136,7 @@ class Fanout:
                 full.append(ws)
             entry.chunks.append(data)
             entry.frames += frames
-            entry.size += len(data)
+            entry.size += size
         if dropped:
             self._metrics.dropped.inc(dropped * frames)
         if pending and not self._scheduled:
@@ -155,17 +156,37 @@ class Fanout:
             self._close_slow(ws)
 
     def _flush_all(self) -> None:
+        """One write per member with pending frames (the end of the loop turn)."""
         self._scheduled = False
         pending = self._pending
         if not pending:
             return
         self._pending = {}
-        slow = [ws for ws, entry in pending.items() if self._send(ws, entry)]
+        limit = self._limit
+        sent = dropped = 0
+        slow: list[ServerConnection] = []
+        for ws, entry in pending.items():
+            if ws.protocol.state is not _OPEN:
+                dropped += entry.frames
+                continue
+            chunks = entry.chunks
+            transport = entry.transport
+            try:
+                transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            except Exception:
+                dropped += entry.frames
+                continue
+            sent += entry.frames
+            if transport.get_write_buffer_size() > limit:
+                slow.append(ws)
+        self._metrics.messages_out.inc(sent)
+        if dropped:
+            self._metrics.dropped.inc(dropped)
         for ws in slow:
             self._close_slow(ws)
 
     def _send(self, ws: ServerConnection, entry: _Pending) -> bool:
-        """One write of the member's pending frames; true when it went above the limit."""
+        """One write of one member's pending frames; true when it went above the limit."""
         if ws.protocol.state is not _OPEN:
             self._metrics.dropped.inc(entry.frames)
             return False
