@@ -32,11 +32,13 @@ queued). A member that gets 40 frames in one loop turn costs one system call ins
 The order per connection is the call order, so a caller that hands over the room's copy
 before the ack gets them on the wire in that order (:meth:`realtime.hub.Hub.message`).
 
-**Bounded buffers, 4009 unchanged.** As soon as the bytes already in the transport (read
-once per turn) plus the pending ones pass ``SEND_BUFFER_BYTES``, the pending frames are
-written at once and the transport's own buffer decides, as before coalescing: above the
-limit means 4009. A member's pending bytes stay below the limit plus one frame. A close
-frame (4008, 4009, 1012, 4001...) is queued behind the member's pending frames
+**Bounded buffers, 4009 unchanged.** A member is coalesced only while its transport holds
+at most half of ``SEND_BUFFER_BYTES`` when its first frame of the turn is queued, and
+everything pending is written as soon as more than half the limit was queued in the turn
+(to anyone), so a coalesced member never goes above the limit unwritten. A member whose
+transport holds more is written to at once, frame by frame, as without coalescing. Either
+way the transport's buffer after a write decides, as before: above the limit means 4009. A
+close frame (4008, 4009, 1012, 4001...) is queued behind the member's pending frames
 (:meth:`Fanout.flush`).
 """
 
@@ -49,7 +51,7 @@ import logging
 import socket
 import struct
 import termios
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Collection, Coroutine, Iterable
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection
@@ -87,19 +89,6 @@ def forget_handshake(ws: ServerConnection) -> None:
     ws.response = None
 
 
-class _Pending:
-    """The frames waiting for one member until the end of the loop turn."""
-
-    __slots__ = ("base", "chunks", "frames", "size", "transport")
-
-    def __init__(self, transport: Any, base: int) -> None:
-        self.transport = transport
-        self.base = base
-        self.chunks: list[bytes] = []
-        self.frames = 0
-        self.size = 0
-
-
 class Fanout:
     """Coalesced non-blocking writes with the slow-consumer rule; ``spawn`` runs background
     closes. See the module docstring for the order and the buffer bound."""
@@ -107,76 +96,91 @@ class Fanout:
     def __init__(self, metrics: Metrics, send_buffer_bytes: int, spawn: Spawn) -> None:
         self._metrics = metrics
         self._limit = send_buffer_bytes
+        self._half = send_buffer_bytes // 2
         self._spawn = spawn
-        self._pending: dict[ServerConnection, _Pending] = {}
+        self._pending: dict[ServerConnection, list[bytes]] = {}
+        self._extra: dict[ServerConnection, int] = {}
+        """Frames beyond one per pending chunk (a batch of presence diffs is one chunk)."""
+        self._queued = 0
+        """Bytes queued since the last flush, to anyone: a bound on any member's pending."""
         self._scheduled = False
 
     def write(self, ws: ServerConnection, frame: str) -> None:
         """Send one encoded frame to one connection."""
         self.broadcast((ws,), wire(frame))
 
-    def broadcast(self, members: Iterable[ServerConnection], data: bytes, frames: int = 1) -> None:
+    def broadcast(
+        self, members: Collection[ServerConnection], data: bytes, frames: int = 1
+    ) -> None:
         """Queue ``data`` (``frames`` serialized frames) for every open member, without
-        blocking; it is written at the end of this loop turn, or at once for a member whose
-        buffered bytes would pass the limit (closed with 4009 if the transport keeps them)."""
+        blocking; it is written at the end of this loop turn. A member whose transport
+        already holds more than half the limit is written to at once, as without
+        coalescing, and closed with 4009 when its buffer passes the limit."""
         pending = self._pending
-        size = len(data)
-        bound = self._limit - size
+        half = self._half
         dropped = 0
-        full: list[ServerConnection] = []
+        direct: list[ServerConnection] = []
         for ws in members:
-            entry = pending.get(ws)
-            if entry is None:
-                if ws.protocol.state is not _OPEN:
-                    dropped += 1
-                    continue
-                transport = ws.transport
-                entry = pending[ws] = _Pending(transport, transport.get_write_buffer_size())
-            if entry.base + entry.size > bound:
-                full.append(ws)
-            entry.chunks.append(data)
-            entry.frames += frames
-            entry.size += size
+            chunks = pending.get(ws)
+            if chunks is not None:
+                chunks.append(data)
+                continue
+            if ws.protocol.state is not _OPEN:
+                dropped += 1
+                continue
+            if ws.transport.get_write_buffer_size() > half:
+                direct.append(ws)
+                continue
+            pending[ws] = [data]
+        if frames > 1:
+            extra = self._extra
+            for ws in members:
+                if ws in pending:
+                    extra[ws] = extra.get(ws, 0) + frames - 1
         if dropped:
             self._metrics.dropped.inc(dropped * frames)
-        if pending and not self._scheduled:
+        for ws in direct:
+            if self._send(ws, [data], frames):
+                self._close_slow(ws)
+        self._queued += len(data)
+        if self._queued > half:  # a member's pending bytes stay below half the limit
+            self._flush_all()
+        elif pending and not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_all)
-        for ws in full:
-            self._flush_one(ws)
 
     def flush(self, ws: ServerConnection) -> None:
         """Write what is pending for ``ws`` now (before a close frame)."""
-        if ws in self._pending:
-            self._flush_one(ws)
-
-    def _flush_one(self, ws: ServerConnection) -> None:
-        entry = self._pending.pop(ws)
-        if self._send(ws, entry):
-            self._close_slow(ws)
+        chunks = self._pending.pop(ws, None)
+        if chunks is not None:
+            frames = len(chunks) + self._extra.pop(ws, 0)
+            if self._send(ws, chunks, frames):
+                self._close_slow(ws)
 
     def _flush_all(self) -> None:
         """One write per member with pending frames (the end of the loop turn)."""
         self._scheduled = False
+        self._queued = 0
         pending = self._pending
         if not pending:
             return
         self._pending = {}
+        extra, self._extra = self._extra, {}
         limit = self._limit
         sent = dropped = 0
         slow: list[ServerConnection] = []
-        for ws, entry in pending.items():
+        for ws, chunks in pending.items():
+            count = len(chunks) + extra.get(ws, 0) if extra else len(chunks)
             if ws.protocol.state is not _OPEN:
-                dropped += entry.frames
+                dropped += count
                 continue
-            chunks = entry.chunks
-            transport = entry.transport
+            transport = ws.transport
             try:
                 transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
             except Exception:
-                dropped += entry.frames
+                dropped += count
                 continue
-            sent += entry.frames
+            sent += count
             if transport.get_write_buffer_size() > limit:
                 slow.append(ws)
         self._metrics.messages_out.inc(sent)
@@ -185,19 +189,18 @@ class Fanout:
         for ws in slow:
             self._close_slow(ws)
 
-    def _send(self, ws: ServerConnection, entry: _Pending) -> bool:
-        """One write of one member's pending frames; true when it went above the limit."""
+    def _send(self, ws: ServerConnection, chunks: list[bytes], frames: int) -> bool:
+        """One write of ``chunks`` to one member now; true when it went above the limit."""
         if ws.protocol.state is not _OPEN:
-            self._metrics.dropped.inc(entry.frames)
+            self._metrics.dropped.inc(frames)
             return False
-        chunks = entry.chunks
-        transport = entry.transport
+        transport = ws.transport
         try:
             transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         except Exception:
-            self._metrics.dropped.inc(entry.frames)
+            self._metrics.dropped.inc(frames)
             return False
-        self._metrics.messages_out.inc(entry.frames)
+        self._metrics.messages_out.inc(frames)
         return bool(transport.get_write_buffer_size() > self._limit)
 
     def _close_slow(self, ws: ServerConnection) -> None:
