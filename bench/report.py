@@ -25,6 +25,32 @@ TARGETS = {
 }
 
 
+BOUND_PERCENT = 90.0
+"""A process at or above this share of its core is what bounds a saturation figure."""
+
+GOALS = {
+    "fanout_vs_centrifugo": 1.0,
+    "cpu_per_delivery_vs_centrifugo": 1.0,
+    "p99_ms": 50.0,
+    "p99_vs_centrifugo": 1.0,
+    "churn_vs_centrifugo": 1.0,
+    "cpu_per_session_vs_centrifugo": 1.0,
+    "idle_vs_baseline": 1.0,
+    "redis_cpu_vs_memory": 1.2,
+}
+"""Issue 13's goals: ratios within one run (Centrifugo, the baseline, one instance)."""
+
+
+def bound(server_cpu: float | None, generator_cpu: float | None) -> str:
+    """Which side bounds a figure measured at saturation: the one near a full core
+    (``both``: neither can be told apart; ``neither``: latency or the closed loop)."""
+    server = server_cpu is not None and server_cpu >= BOUND_PERCENT
+    generator = generator_cpu is not None and generator_cpu >= BOUND_PERCENT
+    if server and generator:
+        return "both"
+    return "server" if server else "generator" if generator else "neither"
+
+
 def _median(block: dict[str, Any] | None, key: str) -> float | None:
     if not block or key not in block:
         return None
@@ -103,8 +129,8 @@ def _fanout_table(results: dict[str, Any]) -> list[str]:
         "",
         "| peer | members | delivered msg/s at saturation | x baseline | publishes/s "
         "| p50 / p99 ms at 50% load | server CPU % | server CPU us / delivery "
-        "| generator CPU % | delivery ratio |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| generator CPU % | bound by | delivery ratio | p50 / p99 ms at 10% load |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for size in results["parameters"]["sizes"]:
         base = _median(cells.get(f"baseline@{size}", {}).get("saturation"), "delivered_per_s")
@@ -113,19 +139,25 @@ def _fanout_table(results: dict[str, Any]) -> list[str]:
             if cell is None:
                 continue
             if "error" in cell:
-                lines.append(f"| {peer} | {size:,} | error: {cell['error'][:120]} | | | | | | |")
+                lines.append(
+                    f"| {peer} | {size:,} | error: {cell['error'][:120]} | | | | | | | | | |"
+                )
                 continue
             sat = cell["saturation"]
             half = _point(cell, 0.5) or {}
+            low = _point(cell, 0.1) or {}
             delivered = _median(sat, "delivered_per_s")
+            server_cpu = _median(sat, "server_cpu_percent")
+            generator_cpu = _median(sat, "generator_cpu_percent")
             lines.append(
                 f"| {peer} | {size:,} | {_spread(sat['delivered_per_s'])} "
                 f"| {_ratio(delivered, base)} | {_fmt(_median(sat, 'published_per_s'))} "
                 f"| {_fmt(_median(half, 'p50_ms'), 1)} / {_fmt(_median(half, 'p99_ms'), 1)} "
-                f"| {_fmt(_median(sat, 'server_cpu_percent'))} "
+                f"| {_fmt(server_cpu)} "
                 f"| {_fmt(_median(sat, 'server_cpu_us_per_delivery'), 2)} "
-                f"| {_fmt(_median(sat, 'generator_cpu_percent'))} "
-                f"| {_fmt(sat.get('delivery_ratio_min'), 4)} |"
+                f"| {_fmt(generator_cpu)} | {bound(server_cpu, generator_cpu)} "
+                f"| {_fmt(sat.get('delivery_ratio_min'), 4)} "
+                f"| {_fmt(_median(low, 'p50_ms'), 1)} / {_fmt(_median(low, 'p99_ms'), 1)} |"
             )
     return [*lines, ""]
 
@@ -167,21 +199,23 @@ def _churn_table(results: dict[str, Any]) -> list[str]:
         "### Connection churn: handshake, auth, join with presence, disconnect",
         "",
         "| peer | sessions/s | x baseline | p50 / p99 ms per session | server CPU % "
-        "| server CPU us / session | generator CPU % |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| server CPU us / session | generator CPU % | bound by |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     base = _median(cells.get("baseline"), "per_s")
     for peer in _peers(cells):
         cell = cells[peer]
         if "error" in cell:
-            lines.append(f"| {peer} | error: {cell['error'][:120]} | | | | | |")
+            lines.append(f"| {peer} | error: {cell['error'][:120]} | | | | | | |")
             continue
+        server_cpu = _median(cell, "server_cpu_percent")
+        generator_cpu = _median(cell, "generator_cpu_percent")
         lines.append(
             f"| {peer} | {_spread(cell['per_s'])} | {_ratio(_median(cell, 'per_s'), base)} "
             f"| {_fmt(_median(cell, 'p50_ms'), 1)} / {_fmt(_median(cell, 'p99_ms'), 1)} "
-            f"| {_fmt(_median(cell, 'server_cpu_percent'))} "
+            f"| {_fmt(server_cpu)} "
             f"| {_fmt(_median(cell, 'server_cpu_us_per_session'))} "
-            f"| {_fmt(_median(cell, 'generator_cpu_percent'))} |"
+            f"| {_fmt(generator_cpu)} | {bound(server_cpu, generator_cpu)} |"
         )
     return [*lines, ""]
 
@@ -355,6 +389,142 @@ def _target(
     }
 
 
+def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 13's goals against this run, each a ratio of two figures of the same run."""
+    scen = results["scenarios"]
+    fan = scen.get("fanout", {})
+    found: list[dict[str, Any]] = []
+
+    def sat(key: str, figure: str) -> float | None:
+        return _median(fan.get(key, {}).get("saturation"), figure)
+
+    def over(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b else None
+
+    for size in results["parameters"]["sizes"]:
+        ours, theirs = f"realtime@{size}", f"centrifugo@{size}"
+        limits = ", ".join(
+            f"{peer} {bound(sat(key, 'server_cpu_percent'), sat(key, 'generator_cpu_percent'))}"
+            for peer, key in (("realtime", ours), ("centrifugo", theirs))
+        )
+        found.append(
+            _target(
+                f"fan-out at {size:,} members, delivered msg/s vs Centrifugo (x; bound by: "
+                f"{limits})",
+                over(sat(ours, "delivered_per_s"), sat(theirs, "delivered_per_s")),
+                GOALS["fanout_vs_centrifugo"],
+                higher=True,
+                digits=2,
+            )
+        )
+        found.append(
+            _target(
+                f"fan-out at {size:,} members, server CPU us per delivery vs Centrifugo (x)",
+                over(
+                    sat(ours, "server_cpu_us_per_delivery"),
+                    sat(theirs, "server_cpu_us_per_delivery"),
+                ),
+                GOALS["cpu_per_delivery_vs_centrifugo"],
+                higher=False,
+                digits=2,
+            )
+        )
+    sizes = results["parameters"]["sizes"]
+    size = 1000 if 1000 in sizes else max(sizes)
+    ours_half = _point(fan.get(f"realtime@{size}", {}), 0.5)
+    theirs_half = _point(fan.get(f"centrifugo@{size}", {}), 0.5)
+    ours_p99 = _median(ours_half, "p99_ms")
+    found.append(
+        _target(
+            f"p99 at 50% of own saturation, {size:,} members (ms)",
+            ours_p99,
+            GOALS["p99_ms"],
+            higher=False,
+            digits=1,
+        )
+    )
+    found.append(
+        _target(
+            "same p99 vs Centrifugo's p99 at 50% of its saturation (x; its rate is higher)",
+            over(ours_p99, _median(theirs_half, "p99_ms")),
+            GOALS["p99_vs_centrifugo"],
+            higher=False,
+            digits=2,
+        )
+    )
+    churn = scen.get("churn", {})
+    for figure, goal, name, higher in (
+        ("per_s", "churn_vs_centrifugo", "churn sessions/s vs Centrifugo (x)", True),
+        (
+            "server_cpu_us_per_session",
+            "cpu_per_session_vs_centrifugo",
+            "churn server CPU us per session vs Centrifugo (x)",
+            False,
+        ),
+    ):
+        found.append(
+            _target(
+                name,
+                over(
+                    _median(churn.get("realtime"), figure),
+                    _median(churn.get("centrifugo"), figure),
+                ),
+                GOALS[goal],
+                higher=higher,
+                digits=2,
+            )
+        )
+    idle = scen.get("idle", {})
+    found.append(
+        _target(
+            "idle RSS per authenticated connection vs baseline (x)",
+            over(
+                idle.get("realtime", {}).get("rss_per_connection_bytes"),
+                idle.get("baseline", {}).get("rss_per_connection_bytes"),
+            ),
+            GOALS["idle_vs_baseline"],
+            higher=False,
+            digits=2,
+        )
+    )
+    redis = scen.get("redis", {})
+    found.append(
+        _target(
+            "two instances on Redis, CPU us per delivery vs one instance on memory (x)",
+            over(
+                _median(
+                    redis.get("two-instances-redis", {}).get("saturation"),
+                    "server_cpu_us_per_delivery",
+                ),
+                _median(
+                    redis.get("one-instance-memory", {}).get("saturation"),
+                    "server_cpu_us_per_delivery",
+                ),
+            ),
+            GOALS["redis_cpu_vs_memory"],
+            higher=False,
+            digits=2,
+        )
+    )
+    return found
+
+
+def _goals_table(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "### Against Centrifugo and the baseline (issue 13's goals, ratios within this run)",
+        "",
+        "| goal | wanted | measured | met |",
+        "| --- | ---: | ---: | --- |",
+    ]
+    for row in goals(results):
+        met = {True: "yes", False: "**no**", None: "not measured"}[row["met"]]
+        lines.append(
+            f"| {row['target']} | {row['direction']} {_fmt(row['goal'], row['digits'])} "
+            f"| {_fmt(row['measured'], row['digits'])} | {met} |"
+        )
+    return [*lines, ""]
+
+
 def _targets_table(results: dict[str, Any]) -> list[str]:
     lines = ["### Targets", "", "| target | goal | measured | met |", "| --- | ---: | ---: | --- |"]
     for row in targets(results):
@@ -392,6 +562,7 @@ def markdown(results: dict[str, Any], *, plots: Sequence[str] = ()) -> str:
     for peer, note in results.get("notes", {}).items():
         lines += [f"- {peer} not measured: {note}", ""]
     lines += _targets_table(results)
+    lines += _goals_table(results)
     lines += _fanout_table(results)
     lines += _idle_table(results)
     lines += _churn_table(results)

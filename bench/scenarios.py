@@ -7,8 +7,8 @@ Shapes of the numbers (every figure lands in the run's JSON):
   published x members: 1.0 means nobody missed anything), latency percentiles from the sampled
   members, CPU of server(s) and generator as a share of one core;
 * *saturation* is a closed loop (each sender keeps ``inflight`` messages on the way until it
-  gets its own back); the *ramp* then offers 25/50/75 % of that publish rate open loop, and
-  the 50 % point is the one the latency target speaks of.
+  gets its own back); the *ramp* then offers 10/25/50/75 % of that publish rate open loop;
+  the 50 % point is the one the latency target speaks of, 10 % shows latency at low load.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from bench.clients import ConnSpec
 from bench.loadgen import LoadGenerator
 from bench.servers import Server
 
-RAMP = (0.25, 0.5, 0.75)
+RAMP = (0.1, 0.25, 0.5, 0.75)
 LATENCY_POINT = 0.5
 
 

@@ -32,6 +32,11 @@ logger = logging.getLogger(__name__)
 
 PRESENCE_BATCH_SECONDS = 0.1
 """Presence diffs of a room are written to its members at most this often."""
+ACK_WAIT_SECONDS = 2.0
+"""An ``ack`` waits at most this long for the local delivery of its message (the Redis
+reader may be reconnecting); after that it is sent anyway."""
+SEEN_FRAMES = 4096
+"""Message frames a room remembers as delivered while its senders' appends are in flight."""
 UNAVAILABLE = "the broker is not ready, retry later"
 
 
@@ -53,14 +58,25 @@ class Session:
 
 
 class LocalRoom:
-    """This instance's members of one room and its broker subscription."""
+    """This instance's members of one room and its broker subscription.
 
-    __slots__ = ("members", "pending", "subscribed")
+    ``ack`` after the sender's own copy (docs/PROTOCOL.md): while appends are in flight
+    (``sending``), the message frames delivered to the room are remembered (``seen``); an
+    append whose frame was already delivered is acknowledged at once, otherwise its ack
+    waits in ``acks`` for the delivery of that frame (the Redis broker's pub/sub may hand
+    it over after the append's reply). The frame's text is the key: the broker returns
+    the same text it delivers, so the hub never parses a frame.
+    """
+
+    __slots__ = ("acks", "members", "pending", "seen", "sending", "subscribed")
 
     def __init__(self, subscribed: asyncio.Task[None]) -> None:
         self.members: set[ServerConnection] = set()
         self.pending = 0
         self.subscribed = subscribed
+        self.sending = 0
+        self.seen: dict[str, None] = {}
+        self.acks: dict[str, list[tuple[ServerConnection, str, asyncio.TimerHandle]]] = {}
 
 
 class Hub:
@@ -204,17 +220,24 @@ class Hub:
     async def message(self, session: Session, frame: Message) -> None:
         self.require_joined(session, frame.room, frame.id)
         self.require_broker()
+        local = self.rooms.get(frame.room)
+        if local is not None:
+            local.sending += 1
         try:
             appended = await self.broker.append(frame.room, session.user, frame.id, frame.body)
         except BrokerError as exc:
             logger.warning("append failed: %s", exc, extra=session.log(frame.room))
             raise FrameError(ErrorCode.UNAVAILABLE, UNAVAILABLE, ref=frame.id) from None
-        self.fanout.write(
-            session.ws,
-            encode_ack(
-                frame.room, frame.id, appended.offset, appended.epoch, duplicate=appended.duplicate
-            ),
+        finally:
+            if local is not None:
+                local.sending -= 1
+        ack = encode_ack(
+            frame.room, frame.id, appended.offset, appended.epoch, duplicate=appended.duplicate
         )
+        if local is None or appended.duplicate or self._was_delivered(local, appended.frame):
+            self.fanout.write(session.ws, ack)
+        else:
+            self._hold_ack(local, appended.frame, session.ws, ack)
         if self._typing.clear(frame.room, session.user):
             await self.broker.publish_ephemeral(
                 frame.room, Kind.TYPING, encode_typing(frame.room, session.user, active=False)
@@ -247,6 +270,48 @@ class Hub:
                 except Exception:
                     logger.warning("typing expiry publish failed", exc_info=True)
 
+    # acks behind the sender's copy
+
+    @staticmethod
+    def _was_delivered(local: LocalRoom, frame: str) -> bool:
+        """Whether ``frame`` reached the room's members during the append (forgotten now)."""
+        seen = local.seen
+        delivered = seen.pop(frame, 0) is None
+        if not local.sending:
+            seen.clear()
+        return delivered
+
+    def _hold_ack(self, local: LocalRoom, frame: str, ws: ServerConnection, ack: str) -> None:
+        timer = asyncio.get_running_loop().call_later(
+            ACK_WAIT_SECONDS, self._release_ack, local, frame, ws
+        )
+        local.acks.setdefault(frame, []).append((ws, ack, timer))
+
+    def _release_ack(self, local: LocalRoom, frame: str, ws: ServerConnection) -> None:
+        """The delivery did not come in time: send the ack anyway."""
+        held = local.acks.get(frame, [])
+        for entry in [entry for entry in held if entry[0] is ws]:
+            held.remove(entry)
+            self.fanout.write(ws, entry[1])
+        if not held:
+            local.acks.pop(frame, None)
+
+    def _delivered(self, local: LocalRoom, frame: str) -> None:
+        """A message frame reached the members: release the acks waiting for it, or
+        remember it for the appends still in flight."""
+        if local.acks:
+            held = local.acks.pop(frame, None)
+            if held is not None:
+                for ws, ack, timer in held:
+                    timer.cancel()
+                    self.fanout.write(ws, ack)
+                return
+        if local.sending:
+            seen = local.seen
+            seen[frame] = None
+            if len(seen) > SEEN_FRAMES:
+                del seen[next(iter(seen))]
+
     # deliveries
 
     def deliver(self, room: RoomName, kind: Kind, frame: str) -> None:
@@ -265,6 +330,8 @@ class Hub:
                 pending.append(wire(frame))
             return
         self.fanout.broadcast(local.members, wire(frame))
+        if kind is Kind.MESSAGE and (local.sending or local.acks):
+            self._delivered(local, frame)
 
     def _flush_presence(self, room: RoomName) -> None:
         frames = self._presence_pending.pop(room, [])

@@ -151,6 +151,7 @@ class RealtimeServer:
 
     async def _close(self, ws: ServerConnection, code: CloseCode, reason: str = "") -> None:
         self.metrics.closes.labels(code=str(int(code))).inc()
+        self.fanout.flush(ws)  # the frames of this loop turn go before the close frame
         # a close reason is at most 123 bytes of UTF-8
         await ws.close(code, reason.encode()[:123].decode(errors="ignore"))
 

@@ -233,3 +233,69 @@ def test_no_other_module_touches_websockets_internals() -> None:
         if INTERNALS.search(line)
     ]
     assert offenders == []
+
+
+async def test_frames_of_one_loop_turn_leave_in_one_write_at_the_next_iteration(
+    server: Callable[[Handler], Awaitable[ClientConnection]],
+) -> None:
+    """Coalescing: replies and room frames queued in one turn reach the transport as one
+    write, in call order, on the next loop iteration (no timer); metrics count frames."""
+    out, metrics, _ = _fanout()
+    writes: list[bytes] = []
+    after: list[int] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        transport = ws.transport
+        real = transport.write
+
+        def record(data: bytes) -> None:
+            writes.append(bytes(data))
+            real(data)
+
+        transport.write = record  # type: ignore[method-assign]
+        out.write(ws, "one")
+        out.broadcast([ws], wire("two") + wire("three"), frames=2)
+        out.write(ws, "four")
+        after.append(len(writes))
+        await asyncio.sleep(0)
+        after.append(len(writes))
+        await ws.wait_closed()
+
+    client = await server(handler)
+    assert [await client.recv() for _ in range(4)] == ["one", "two", "three", "four"]
+    assert after == [0, 1]
+    assert writes == [wire("one") + wire("two") + wire("three") + wire("four")]
+    assert metrics.messages_out._value.get() == 4
+
+
+async def test_pending_frames_never_pass_the_limit_and_go_before_a_close(
+    server: Callable[[Handler], Awaitable[ClientConnection]],
+) -> None:
+    """A member's pending bytes are written as soon as they would pass the limit (within
+    the same turn); send_close writes the pending frames before the close frame."""
+    out, _, _ = _fanout(limit=10_000)
+    sizes: list[int] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        transport = ws.transport
+        real = transport.write
+
+        def record(data: bytes) -> None:
+            sizes.append(len(data))
+            real(data)
+
+        transport.write = record  # type: ignore[method-assign]
+        for _ in range(5):
+            out.write(ws, "x" * 4_000)
+        out.write(ws, "last")
+        out.send_close(ws, CloseCode.SERVICE_RESTART, "server restarting")
+        await ws.wait_closed()
+
+    client = await server(handler)
+    received = [await client.recv() for _ in range(6)]
+    assert received[-1] == "last"
+    with pytest.raises(ConnectionClosed):
+        await client.recv()
+    assert client.close_code == 1012
+    assert all(size <= 10_000 + 4_004 for size in sizes[:-1]), sizes
+    assert len(sizes) >= 3  # flushed within the turn, then before the close, then the close
