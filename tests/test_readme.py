@@ -35,3 +35,16 @@ def test_every_infra_package_is_on_the_map() -> None:
     packages -= {"infra/deploy/targets/"}
     on_map = set(re.findall(r"^\| `(infra/[\w/]+/)`", LAYOUT, flags=re.MULTILINE))
     assert packages - on_map == set()
+
+
+def test_architecture_names_only_modules_that_exist() -> None:
+    """Every path or module docs/ARCHITECTURE.md names (``infra/...py``, ``hub.py``) exists."""
+    text = (REPO / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    files = {p.name for root in ("infra", "backend", "tests") for p in (REPO / root).rglob("*.py")}
+    missing = []
+    for name in set(re.findall(r"[\w/]+\.py\b", text)):
+        bases = (REPO, REPO / "infra" / "deploy", REPO / "backend" / "realtime")
+        exists = any((base / name).exists() for base in bases) or name in files
+        if not exists:
+            missing.append(name)
+    assert sorted(missing) == []
