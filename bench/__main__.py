@@ -340,6 +340,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         help="measure the backend in this directory instead (before/after a change)",
     )
+    parser.add_argument(
+        "--rounds", type=int, help="measured windows per figure instead of the profile's"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON")
     parser.add_argument(
         "--docs",
@@ -365,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     params = Params.smoke() if args.smoke else Params.quick() if args.quick else Params()
     if args.sizes:
         params = dataclasses.replace(params, sizes=tuple(int(s) for s in args.sizes.split(",")))
+    if args.rounds:
+        params = dataclasses.replace(params, rounds=args.rounds)
     profile = "smoke" if args.smoke else "quick" if args.quick else "full"
     peers = [p for p in args.peers.split(",") if p]
     chosen = [s for s in args.scenarios.split(",") if s]

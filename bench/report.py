@@ -286,12 +286,13 @@ def _instances_table(results: dict[str, Any]) -> list[str]:
         f"### Instances sharing one room ({size:,} members split across them)",
         "",
         "| instances on | delivered msg/s at saturation | x 1 instance | p50 / p99 ms at 50% load "
-        "| backends CPU % | Redis CPU % | server CPU us / delivery | delivery ratio |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| backends CPU % | Redis CPU % | generator CPU % | server CPU us / delivery "
+        "| delivery ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for key, cell in cells.items():
         if "error" in cell:
-            lines.append(f"| {key} | error: {cell['error'][:120]} | | | | | | |")
+            lines.append(f"| {key} | error: {cell['error'][:120]} | | | | | | | |")
             continue
         sat = cell["saturation"]
         half = _point(cell, 0.5) or {}
@@ -304,6 +305,7 @@ def _instances_table(results: dict[str, Any]) -> list[str]:
             f"| {_ratio(_median(sat, 'delivered_per_s'), _median(first, 'delivered_per_s'))} "
             f"| {_fmt(_median(half, 'p50_ms'), 1)} / {_fmt(_median(half, 'p99_ms'), 1)} "
             f"| {_fmt(sum(backends) / len(backends))} | {_fmt(sum(broker) / len(broker))} "
+            f"| {_fmt(_median(sat, 'generator_cpu_percent'))} "
             f"| {_fmt(_median(sat, 'server_cpu_us_per_delivery'), 2)} "
             f"| {_fmt(sat.get('delivery_ratio_min'), 4)} |"
         )
