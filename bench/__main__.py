@@ -1,6 +1,6 @@
 """``python -m bench``: run the suite, write bench/results/<time>.json and docs/PERFORMANCE.md.
 
-Profiles: full (default, ~10-15 min on 2 cores), ``--quick`` or ``BENCH_QUICK=1`` (~3 min),
+Profiles: full (default, ~13-18 min on 2 cores), ``--quick`` or ``BENCH_QUICK=1`` (~4 min),
 ``--smoke`` (seconds, what the test suite runs). Peers: ``baseline`` (websockets' broadcast
 example), ``realtime`` (this backend), ``centrifugo`` (built from the Go module proxy).
 """
