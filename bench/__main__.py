@@ -1,6 +1,6 @@
 """``python -m bench``: run the suite, write bench/results/<time>.json and docs/PERFORMANCE.md.
 
-Profiles: full (default, ~10-15 min on 2 cores), ``--quick`` or ``BENCH_QUICK=1`` (~3 min),
+Profiles: full (default, ~13-18 min on 2 cores), ``--quick`` or ``BENCH_QUICK=1`` (~4 min),
 ``--smoke`` (seconds, what the test suite runs). Peers: ``baseline`` (websockets' broadcast
 example), ``realtime`` (this backend), ``centrifugo`` (built from the Go module proxy).
 """
@@ -35,7 +35,7 @@ from bench.scenarios import Params
 logger = logging.getLogger("bench")
 
 PEERS = ("baseline", "realtime", "centrifugo")
-SCENARIOS = ("fanout", "idle", "churn", "redis", "edge")
+SCENARIOS = ("fanout", "idle", "churn", "redis", "cluster", "instances", "edge")
 RESULTS = servers.REPO / "bench" / "results"
 
 
@@ -222,6 +222,75 @@ def _redis(run: Run, loadgen: LoadGenerator) -> None:
     run.record("redis", "two-instances-redis", two)
 
 
+def _backends(
+    run: Run, stack: contextlib.ExitStack, broker: servers.Server, count: int, *, cluster: bool
+) -> list[servers.Server]:
+    """``count`` backends on ``broker`` (a redis-server, or a cluster with REDIS_CLUSTER=1)."""
+    env = {"REDIS_CLUSTER": "1"} if cluster else {}
+    kind = "cluster" if cluster else "redis"
+    return [
+        stack.enter_context(
+            servers.backend(
+                run.workdir,
+                secret=run.secret,
+                name=f"realtime-{kind}-{count}-{index}",
+                redis_url=broker.url,
+                extra_env=env,
+            )
+        )
+        for index in range(count)
+    ]
+
+
+def _shared_room(
+    run: Run,
+    loadgen: LoadGenerator,
+    broker: servers.Server,
+    count: int,
+    *,
+    cluster: bool,
+    room: str,
+) -> dict[str, Any]:
+    """``redis_size`` members of one room split round-robin over ``count`` backends on
+    ``broker``; saturation then the 50 % point; CPU is the backends' and the broker's."""
+    with contextlib.ExitStack() as stack:
+        backends = _backends(run, stack, broker, count, cluster=cluster)
+        specs = scenarios.members(
+            [(b.url, b.protocol) for b in backends],
+            run.params.redis_size,
+            room=room,
+            senders=run.params.senders,
+        )
+        result = scenarios.fanout(
+            loadgen, [*backends, broker], specs, run.params, ramp=(scenarios.LATENCY_POINT,)
+        )
+    result["instances"] = count
+    result["broker"] = "cluster" if cluster else "redis"
+    return result
+
+
+def _instances(run: Run, loadgen: LoadGenerator, cluster: Callable[[], servers.Server]) -> None:
+    """1, 2, 4 ... backends sharing one room on one redis-server, then on the cluster: delivered
+    msg/s and server CPU (backends + Redis) per delivery."""
+    with servers.redis_server(run.workdir) as redis:
+        for count in run.params.instance_counts:
+            run.record(
+                "instances",
+                f"{count}-redis",
+                lambda count=count: _shared_room(  # type: ignore[misc]
+                    run, loadgen, redis, count, cluster=False, room=f"instances-redis-{count}"
+                ),
+            )
+    for count in run.params.instance_counts:
+        run.record(
+            "instances",
+            f"{count}-cluster",
+            lambda count=count: _shared_room(  # type: ignore[misc]
+                run, loadgen, cluster(), count, cluster=True, room=f"instances-cluster-{count}"
+            ),
+        )
+
+
 def _edge(run: Run) -> None:
     size = run.params.edge_size
     ramp = (scenarios.LATENCY_POINT,)
@@ -271,6 +340,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         help="measure the backend in this directory instead (before/after a change)",
     )
+    parser.add_argument(
+        "--rounds", type=int, help="measured windows per figure instead of the profile's"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON")
     parser.add_argument(
         "--docs",
@@ -296,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     params = Params.smoke() if args.smoke else Params.quick() if args.quick else Params()
     if args.sizes:
         params = dataclasses.replace(params, sizes=tuple(int(s) for s in args.sizes.split(",")))
+    if args.rounds:
+        params = dataclasses.replace(params, rounds=args.rounds)
     profile = "smoke" if args.smoke else "quick" if args.quick else "full"
     peers = [p for p in args.peers.split(",") if p]
     chosen = [s for s in args.scenarios.split(",") if s]
@@ -348,10 +422,33 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _idle(run, loadgen, peers)
             if "churn" in chosen:
                 _churn(run, loadgen, peers)
-        if "redis" in chosen or "edge" in chosen:
-            with LoadGenerator(workers=params.workers, secret=run.secret) as loadgen:
+        if {"redis", "cluster", "instances", "edge"} & set(chosen):
+            with (
+                LoadGenerator(workers=params.workers, secret=run.secret) as loadgen,
+                contextlib.ExitStack() as cluster_stack,
+            ):
                 if "redis" in chosen:
                     _redis(run, loadgen)
+                started_cluster: list[servers.Server] = []
+
+                def cluster() -> servers.Server:
+                    """One 3+3 cluster for both scenarios, started on first use."""
+                    if not started_cluster:
+                        started_cluster.append(
+                            cluster_stack.enter_context(servers.redis_cluster(run.workdir))
+                        )
+                    return started_cluster[0]
+
+                if "cluster" in chosen:
+                    run.record(
+                        "cluster",
+                        "two-instances-cluster",
+                        lambda: _shared_room(
+                            run, loadgen, cluster(), 2, cluster=True, room="shared-cluster"
+                        ),
+                    )
+                if "instances" in chosen:
+                    _instances(run, loadgen, cluster)
             if "edge" in chosen:
                 try:
                     _edge(run)

@@ -259,6 +259,59 @@ def _redis_table(results: dict[str, Any]) -> list[str]:
     )
 
 
+def _cluster_table(results: dict[str, Any]) -> list[str]:
+    """The two-instance scenario on one redis-server and on the 3+3 cluster, side by side."""
+    cluster = results["scenarios"].get("cluster", {})
+    if not cluster:
+        return []
+    size = results["parameters"]["redis_size"]
+    single = results["scenarios"].get("redis", {}).get("two-instances-redis")
+    cells = {**({"two-instances-redis": single} if single else {}), **cluster}
+    return _fanout_rows(
+        cells,
+        f"### Two instances on one redis-server and on a Redis Cluster of 3 masters + 3 replicas "
+        f"({size:,} members split across them)",
+        "two-instances-redis",
+    )
+
+
+def _instances_table(results: dict[str, Any]) -> list[str]:
+    """1, 2, 4 ... backends sharing one room: throughput and CPU per delivery, backends' and
+    Redis's CPU apart (Redis is the last server of every window)."""
+    cells = results["scenarios"].get("instances", {})
+    if not cells:
+        return []
+    size = results["parameters"]["redis_size"]
+    lines = [
+        f"### Instances sharing one room ({size:,} members split across them)",
+        "",
+        "| instances on | delivered msg/s at saturation | x 1 instance | p50 / p99 ms at 50% load "
+        "| backends CPU % | Redis CPU % | generator CPU % | server CPU us / delivery "
+        "| delivery ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key, cell in cells.items():
+        if "error" in cell:
+            lines.append(f"| {key} | error: {cell['error'][:120]} | | | | | | | |")
+            continue
+        sat = cell["saturation"]
+        half = _point(cell, 0.5) or {}
+        first = cells.get(f"1-{cell['broker']}", {}).get("saturation")
+        windows = sat["windows"]
+        backends = [sum(w["server_cpu_percent"][:-1]) for w in windows]
+        broker = [w["server_cpu_percent"][-1] for w in windows]
+        lines.append(
+            f"| {cell['instances']} x {cell['broker']} | {_spread(sat['delivered_per_s'])} "
+            f"| {_ratio(_median(sat, 'delivered_per_s'), _median(first, 'delivered_per_s'))} "
+            f"| {_fmt(_median(half, 'p50_ms'), 1)} / {_fmt(_median(half, 'p99_ms'), 1)} "
+            f"| {_fmt(sum(backends) / len(backends))} | {_fmt(sum(broker) / len(broker))} "
+            f"| {_fmt(_median(sat, 'generator_cpu_percent'))} "
+            f"| {_fmt(_median(sat, 'server_cpu_us_per_delivery'), 2)} "
+            f"| {_fmt(sat.get('delivery_ratio_min'), 4)} |"
+        )
+    return [*lines, ""]
+
+
 def _edge_table(results: dict[str, Any]) -> list[str]:
     cells = results["scenarios"].get("edge", {})
     if not cells:
@@ -567,6 +620,8 @@ def markdown(results: dict[str, Any], *, plots: Sequence[str] = ()) -> str:
     lines += _idle_table(results)
     lines += _churn_table(results)
     lines += _redis_table(results)
+    lines += _cluster_table(results)
+    lines += _instances_table(results)
     lines += _edge_table(results)
     for plot in plots:
         lines += [f"![{Path(plot).stem}]({plot})", ""]

@@ -45,6 +45,8 @@ class Params:
     churn_concurrency: int = 32
     redis_size: int = 1000
     edge_size: int = 1000
+    instance_counts: tuple[int, ...] = (1, 2, 4)
+    """Backends sharing one room in the ``instances`` scenario (``redis_size`` members)."""
     workers: int = 2
     ramp: tuple[float, ...] = RAMP
     """Shares of the saturation publish rate offered open loop after the saturation rounds."""
@@ -79,6 +81,7 @@ class Params:
             churn_concurrency=4,
             redis_size=20,
             edge_size=20,
+            instance_counts=(1, 2),
             ramp=(LATENCY_POINT,),
         )
 

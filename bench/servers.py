@@ -20,8 +20,15 @@ from pathlib import Path
 import psutil
 
 from bench.centrifugo import CENTRIFUGO_NAMESPACE
-from infra.local.loopback import free_port, port_is_free, redis_server_argv, spawn, stop_group
-from infra.local.supervise import SuperviseError, wait_tcp
+from infra.local.loopback import (
+    free_port,
+    free_port_base,
+    port_is_free,
+    redis_server_argv,
+    spawn,
+    stop_group,
+)
+from infra.local.supervise import SuperviseError, running, wait_tcp
 
 REPO = Path(__file__).resolve().parents[1]
 BACKEND = Path(os.environ.get("BENCH_BACKEND", REPO / "backend"))
@@ -41,21 +48,31 @@ class Server:
     name: str
     url: str
     protocol: str
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None
     log: Path
     extra: dict[str, object] = field(default_factory=dict)
+    nodes: tuple[int, ...] = ()
+    """Pids counted as this server when it has no process of its own (a cluster's nodes)."""
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        return self.process.pid if self.process is not None else self.nodes[0]
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        return (self.process.pid,) if self.process is not None else self.nodes
 
     def rss(self) -> int:
-        """Resident set size in bytes, children included (none of ours fork)."""
-        return int(psutil.Process(self.pid).memory_info().rss)
+        """Resident set size in bytes, every node's summed (none of ours fork)."""
+        return sum(int(psutil.Process(pid).memory_info().rss) for pid in self.pids)
 
     def cpu_seconds(self) -> float:
-        times = psutil.Process(self.pid).cpu_times()
-        return float(times.user + times.system)
+        """User and system CPU seconds so far, every node's summed."""
+        total = 0.0
+        for pid in self.pids:
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+        return total
 
     def pin(self, cpus: Sequence[int] | None) -> None:
         if cpus:
@@ -222,6 +239,48 @@ def redis_server(workdir: Path) -> Iterator[Server]:
         yield Server(
             "redis", f"redis://127.0.0.1:{port}/0", "redis", process, workdir / "redis.log"
         )
+
+
+@contextlib.contextmanager
+def redis_cluster(workdir: Path) -> Iterator[Server]:
+    """A Redis Cluster of three masters and three replicas (``infra.local.redis_cluster``, the
+    local target's nodes and command lines) on a free port base; one :class:`Server` whose CPU
+    and RSS are the six nodes' sum. Backends join it with its ``url`` and ``REDIS_CLUSTER=1``."""
+    from infra.local.redis_cluster import cluster_start, cluster_stop, node_ports  # noqa: PLC0415
+
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        raise ServerError(
+            "redis-server or redis-cli not found on PATH: apt-get install redis-server"
+        )
+    base = free_port_base(
+        lambda base: [p + offset for p in node_ports(base) for offset in (0, 100)],
+        low=20000,
+        high=40000,
+        step=1000,
+    )
+    state = workdir / "redis-cluster-state"
+    try:
+        try:
+            ports = cluster_start(state, base)
+        except SuperviseError as exc:
+            raise ServerError(f"redis cluster at base {base}: {exc}") from None
+        pids = []
+        for index in range(len(ports)):
+            record = running(f"redis-{index + 1}", state=state)
+            if record is None:
+                raise ServerError(f"redis cluster node redis-{index + 1} is not running")
+            pids.append(record.pid)
+        yield Server(
+            "redis-cluster",
+            f"redis://127.0.0.1:{ports[0]}/0",
+            "redis",
+            None,
+            state / "redis-1.log",
+            {"ports": ports},
+            tuple(pids),
+        )
+    finally:
+        cluster_stop(state)
 
 
 @contextlib.contextmanager

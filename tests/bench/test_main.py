@@ -74,6 +74,43 @@ def test_two_instances_share_a_room_through_redis(smoke_run: Smoke) -> None:
     assert two["saturation"]["delivery_ratio_min"] == pytest.approx(1.0, abs=0.01)
 
 
+def test_two_instances_share_a_room_through_the_cluster(smoke_run: Smoke) -> None:
+    """The two-instance scenario runs on a 3+3 Redis Cluster too: every member on either
+    backend receives every message, and both backends and the cluster's nodes did work."""
+    results, docs = smoke_run
+    cell = results["scenarios"]["cluster"]["two-instances-cluster"]
+    assert "error" not in cell, cell
+    assert (cell["instances"], cell["broker"]) == (2, "cluster")
+    saturation = cell["saturation"]
+    assert saturation["delivery_ratio_min"] == pytest.approx(1.0, abs=0.01)
+    for window in saturation["windows"]:
+        assert len(window["server_cpu_percent"]) == 3
+        assert all(cpu > 0 for cpu in window["server_cpu_percent"]), window
+    page = (docs / "PERFORMANCE.md").read_text()
+    assert "| two-instances-redis |" in page.split("Redis Cluster of 3 masters")[1]
+    assert "| two-instances-cluster |" in page
+
+
+def test_instances_scale_on_one_redis_and_on_the_cluster(smoke_run: Smoke) -> None:
+    """Each instance count of the profile runs on redis-server and on the cluster, members
+    split over that many backends (each one busy), CPU per delivery reported."""
+    results, docs = smoke_run
+    cells = results["scenarios"]["instances"]
+    counts = results["parameters"]["instance_counts"]
+    assert set(cells) == {f"{n}-{broker}" for n in counts for broker in ("redis", "cluster")}
+    for key, cell in cells.items():
+        assert "error" not in cell, (key, cell)
+        saturation = cell["saturation"]
+        assert saturation["delivery_ratio_min"] == pytest.approx(1.0, abs=0.01), key
+        assert saturation["server_cpu_us_per_delivery"]["median"] > 0, key
+        for window in saturation["windows"]:
+            assert len(window["server_cpu_percent"]) == cell["instances"] + 1, key
+            assert all(cpu > 0 for cpu in window["server_cpu_percent"]), (key, window)
+    page = (docs / "PERFORMANCE.md").read_text()
+    assert "| 2 x cluster |" in page
+    assert "| 1 x redis |" in page
+
+
 def test_edge_costs_are_measured_both_ways(smoke_run: Smoke) -> None:
     """The same fan-out and churn run direct and through haproxy with TLS, both complete."""
     results, _ = smoke_run
