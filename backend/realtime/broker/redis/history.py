@@ -1,13 +1,23 @@
-"""Room history on Redis: the atomic append and the history read (both one Lua script)."""
+"""Room history on Redis: the atomic append and the history read (both one Lua script).
+
+On a single Redis the appends issued in one event-loop turn (by different connections: a
+connection awaits each append before its next) go out as one pipeline: one write, and Redis
+runs them in one pass, so their publishes reach every instance's reader together and share
+the fan-out's coalesced writes. Each append is still one script run with its own idempotency
+key, so ordering per connection and idempotency are the same as one call per append.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from realtime.broker.base import Appended, BrokerError
 from realtime.broker.redis import lua
@@ -55,6 +65,9 @@ class Snapshot:
     entries: list[tuple[int, str]]
 
 
+_Call = tuple[list[str], list[str | int], "asyncio.Future[Any]"]
+
+
 class History:
     """The append and history scripts of one broker."""
 
@@ -63,6 +76,73 @@ class History:
         self._options = options
         self._append: AsyncScript = redis.register_script(lua.APPEND)
         self._read: AsyncScript = redis.register_script(lua.HISTORY)
+        self._single = redis if isinstance(redis, Redis) else None
+        """The client whose appends are pipelined per loop turn (None on a cluster)."""
+        self._batch: list[_Call] = []
+        self._senders: set[asyncio.Task[None]] = set()
+        self.pipelines = 0
+        """Pipelines sent with more than one append (what a test checks)."""
+
+    async def _run_append(self, keys: list[str], args: list[str | int]) -> Any:
+        if self._single is None:
+            return await self._append(keys=keys, args=args)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._batch.append((keys, args, future))
+        if len(self._batch) == 1:
+            # its first step runs on the next loop turn, after every append of this one
+            sender = loop.create_task(self._send(), name="redis-appends")
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
+        return await future
+
+    async def _send(self) -> None:
+        """Send the appends of one loop turn and answer each caller."""
+        batch, self._batch = self._batch, []
+        try:
+            await self._send_batch(batch)
+        finally:  # cancelled (the loop is closing): no caller waits forever
+            for _, _, future in batch:
+                future.cancel()
+
+    async def _send_batch(self, batch: list[_Call]) -> None:
+        if len(batch) == 1:
+            keys, args, future = batch[0]
+            await self._answer(future, self._append(keys=keys, args=args))
+            return
+        assert self._single is not None
+        pipe = self._single.pipeline(transaction=False)
+        for keys, args, _ in batch:
+            pipe.evalsha(self._append.sha, len(keys), *keys, *args)
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # the connection failed: every append of the batch failed
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.pipelines += 1
+        for (keys, args, future), reply in zip(batch, replies, strict=True):
+            if isinstance(reply, NoScriptError):
+                # Redis lost its script cache (a restart): the script call loads it
+                await self._answer(future, self._append(keys=keys, args=args))
+            elif future.done():
+                continue
+            elif isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    @staticmethod
+    async def _answer(future: asyncio.Future[Any], call: Any) -> None:
+        try:
+            reply = await call
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(reply)
 
     async def append(
         self, room: RoomName, user: User, client_id: ClientMessageId, body: str
@@ -80,7 +160,7 @@ class History:
             self._keys.channel(room),
             self._keys.publish_command,
         ]
-        duplicate, offset, epoch, frame = await self._append(keys=keys, args=args)
+        duplicate, offset, epoch, frame = await self._run_append(keys, args)
         return Appended(int(offset), Epoch(epoch), bool(duplicate), frame)
 
     async def last(self, room: RoomName) -> tuple[Epoch, int]:
