@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -53,6 +54,13 @@ async def started(options: RedisOptions) -> AsyncIterator[Started]:
     closed after the test."""
     async with Redis.from_url(options.url) as admin:
         await admin.flushall()
+    async with redis_brokers(options) as factory:
+        yield factory
+
+
+@contextlib.asynccontextmanager
+async def redis_brokers(options: RedisOptions) -> AsyncIterator[Started]:
+    """``await factory(inbox, **option_changes)``: started brokers, all closed on exit."""
     made: list[Broker] = []
 
     async def factory(on_event: OnEvent, **changes: Any) -> RedisBroker:
@@ -61,9 +69,11 @@ async def started(options: RedisOptions) -> AsyncIterator[Started]:
         await broker.start()
         return broker
 
-    yield factory
-    for broker in made:
-        await broker.close()
+    try:
+        yield factory
+    finally:
+        for broker in made:
+            await broker.close()
 
 
 @pytest.fixture

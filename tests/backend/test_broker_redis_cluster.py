@@ -4,13 +4,11 @@ faults (SIGKILL of a master, a live slot migration) with their measurements prin
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from realtime.broker import Broker, BrokerError, Kind, OnEvent, create_broker
+from realtime.broker import BrokerError, Kind, create_broker
 from realtime.broker.redis import RedisBroker, RedisOptions
 from realtime.ids import ClientMessageId, ConnId, RoomName
 from realtime.settings import Settings
@@ -19,11 +17,13 @@ from tests.backend.broker_contract import (
     ALICE,
     BOB,
     BrokerContract,
-    BrokerFactory,
     Inbox,
     wait_for,
 )
 from tests.backend.redis_cluster import RedisClusterNodes, running_cluster, slot_of
+from tests.backend.test_broker_redis import Started, broker_factory, redis_brokers
+
+__all__ = ["broker_factory"]  # the contract suite's fixture, shared with test_broker_redis.py
 
 pytestmark = pytest.mark.integration
 
@@ -45,9 +45,6 @@ def options(redis_cluster: RedisClusterNodes) -> RedisOptions:
     )
 
 
-Started = Callable[..., Awaitable[RedisBroker]]
-
-
 @pytest.fixture
 async def started(
     options: RedisOptions, redis_cluster: RedisClusterNodes
@@ -55,25 +52,8 @@ async def started(
     """``await started(inbox, **option_changes)``: a started broker on an empty cluster."""
     redis_cluster.wait_ok()
     redis_cluster.flush()
-    made: list[Broker] = []
-
-    async def factory(on_event: OnEvent, **changes: Any) -> RedisBroker:
-        broker = RedisBroker(on_event, dataclasses.replace(options, **changes))
-        made.append(broker)
-        await broker.start()
-        return broker
-
-    yield factory
-    for broker in made:
-        await broker.close()
-
-
-@pytest.fixture
-def broker_factory(started: Started) -> BrokerFactory:
-    async def factory(on_event: OnEvent) -> Broker:
-        return await started(on_event)
-
-    return factory
+    async with redis_brokers(options) as factory:
+        yield factory
 
 
 class TestRedisClusterBroker(BrokerContract):

@@ -199,11 +199,19 @@ async def cluster(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Cl
         redis_server.start()
     async with Redis.from_url(redis_server.url) as admin:
         await admin.flushall()
+    async with instances_on(redis_server.url, tmp_path) as factory:
+        yield factory
+
+
+@contextlib.asynccontextmanager
+async def instances_on(redis_url: str, log_dir: Path, **base_env: str) -> AsyncIterator[Cluster]:
+    """A factory of started, ready instances A, B, ... on ``redis_url`` (with ``base_env``
+    under each call's own env); every instance is stopped on exit."""
     started: list[Instance] = []
 
     async def factory(count: int = 2, **env: str) -> list[Instance]:
         instances = [
-            Instance("AB"[i] if i < 2 else f"i{i}", redis_server.url, tmp_path, **env)
+            Instance("AB"[i] if i < 2 else f"i{i}", redis_url, log_dir, **{**base_env, **env})
             for i in range(count)
         ]
         for instance in instances:
@@ -213,9 +221,11 @@ async def cluster(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Cl
             await instance.wait_ready()
         return instances
 
-    yield factory
-    for instance in started:
-        instance.stop()
+    try:
+        yield factory
+    finally:
+        for instance in started:
+            instance.stop()
 
 
 async def _pumping(*members: Member) -> list[asyncio.Task[None]]:

@@ -15,7 +15,7 @@ import pytest
 from tests.backend.redis_cluster import RedisClusterNodes, running_cluster
 from tests.backend.test_multi_instance import (
     Cluster,
-    Instance,
+    instances_on,
     test_client_recovers_missed_messages_on_the_other_instance,
     test_messages_typing_and_presence_cross_instances,
     test_sigkill_instance_users_leave_presence_within_30s,
@@ -45,21 +45,5 @@ async def cluster(redis_cluster: RedisClusterNodes, tmp_path: Path) -> AsyncIter
     """``await cluster(2, ...)``: started, ready instances A, B, ... on the Redis Cluster."""
     redis_cluster.wait_ok()
     redis_cluster.flush()
-    started: list[Instance] = []
-
-    async def factory(count: int = 2, **env: str) -> list[Instance]:
-        env = {"REDIS_CLUSTER": "1", **env}
-        instances = [
-            Instance("AB"[i] if i < 2 else f"i{i}", redis_cluster.url, tmp_path, **env)
-            for i in range(count)
-        ]
-        for instance in instances:
-            instance.start()
-            started.append(instance)
-        for instance in instances:
-            await instance.wait_ready()
-        return instances
-
-    yield factory
-    for instance in started:
-        instance.stop()
+    async with instances_on(redis_cluster.url, tmp_path, REDIS_CLUSTER="1") as factory:
+        yield factory
