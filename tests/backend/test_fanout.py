@@ -235,6 +235,18 @@ def test_no_other_module_touches_websockets_internals() -> None:
     assert offenders == []
 
 
+def _record_writes(ws: ServerConnection, record: Callable[[bytes], object]) -> None:
+    """Hand every ``transport.write`` of ``ws`` to ``record`` (a copy), then write it."""
+    transport = ws.transport
+    real = transport.write
+
+    def write(data: bytes) -> None:
+        record(bytes(data))
+        real(data)
+
+    transport.write = write  # type: ignore[method-assign]
+
+
 async def test_frames_of_one_loop_turn_leave_in_one_write_at_the_next_iteration(
     server: Callable[[Handler], Awaitable[ClientConnection]],
 ) -> None:
@@ -245,14 +257,7 @@ async def test_frames_of_one_loop_turn_leave_in_one_write_at_the_next_iteration(
     after: list[int] = []
 
     async def handler(ws: ServerConnection) -> None:
-        transport = ws.transport
-        real = transport.write
-
-        def record(data: bytes) -> None:
-            writes.append(bytes(data))
-            real(data)
-
-        transport.write = record  # type: ignore[method-assign]
+        _record_writes(ws, writes.append)
         out.write(ws, "one")
         out.broadcast([ws], wire("two") + wire("three"), frames=2)
         out.write(ws, "four")
@@ -277,14 +282,7 @@ async def test_pending_frames_never_pass_the_limit_and_go_before_a_close(
     sizes: list[int] = []
 
     async def handler(ws: ServerConnection) -> None:
-        transport = ws.transport
-        real = transport.write
-
-        def record(data: bytes) -> None:
-            sizes.append(len(data))
-            real(data)
-
-        transport.write = record  # type: ignore[method-assign]
+        _record_writes(ws, lambda data: sizes.append(len(data)))
         for _ in range(5):
             out.write(ws, "x" * 4_000)
         out.write(ws, "last")
