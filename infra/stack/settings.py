@@ -29,7 +29,6 @@ from infra.flytoml.model import (
     Build,
     Concurrency,
     Deploy,
-    Duration,
     FlyConfig,
     HttpCheck,
     HttpService,
@@ -133,14 +132,14 @@ def _present(value: object) -> bool:
 
 
 def _env(
-    values: Values, *, app: str, ws_port: int, http_port: int, metrics_port: int
+    values: Values, *, app: str, ws_port: int, http_port: int, metrics_port: int, redis: RedisMode
 ) -> tuple[tuple[str, str], ...]:
     env: dict[str, str] = {
         "WS_PORT": str(ws_port),
         "HTTP_PORT": str(http_port),
         "METRICS_PORT": str(metrics_port),
     }
-    if values.text("redis") == "cluster":
+    if redis == "cluster":
         env["REDIS_CLUSTER"] = "1"
     env["LOG_FORMAT"] = "json"
     # The demo page is served by the app itself: its origin may open WebSockets (the backend
@@ -210,14 +209,14 @@ def _http_service(values: Values) -> HttpService:
     )
 
 
-def _required(duration: Duration | None) -> Duration:
-    if duration is None:  # only keys with a default are read through here
-        raise TypeError("a required duration has no default")
-    return duration
-
-
 def _fly_config(
-    values: Values, *, stack: str, primary_region: str, machines: int, broker: Broker
+    values: Values,
+    *,
+    stack: str,
+    primary_region: str,
+    machines: int,
+    broker: Broker,
+    redis: RedisMode,
 ) -> FlyConfig:
     app = values.text("app", f"realtime-{stack}")
     websocket = _websocket(values)
@@ -231,7 +230,7 @@ def _fly_config(
         app=app,
         primary_region=primary_region,
         kill_signal=values.optional_text("killSignal"),
-        kill_timeout=values.duration("killTimeout"),
+        kill_timeout=values.optional_duration("killTimeout"),
         swap_size_mb=values.optional_integer("swapSizeMb"),
         build=Build(
             dockerfile=build.optional_text("dockerfile"),
@@ -242,7 +241,7 @@ def _fly_config(
         deploy=Deploy(
             strategy=deploy.text("strategy"),
             max_unavailable=deploy.optional_number("maxUnavailable"),
-            wait_timeout=_required(deploy.duration("waitTimeout")),
+            wait_timeout=deploy.duration("waitTimeout"),
             release_command=deploy.optional_text("releaseCommand"),
         ),
         env=_env(
@@ -251,6 +250,7 @@ def _fly_config(
             ws_port=websocket.internal_port,
             http_port=http_service.internal_port,
             metrics_port=metrics.port,
+            redis=redis,
         ),
         http_service=http_service,
         services=(websocket,),
@@ -337,7 +337,12 @@ def settings_from_config(
                     reason=f"secret required for this stack: `pulumi config set --secret {key}`",
                 )
     fly = _fly_config(
-        reader, stack=stack, primary_region=primary_region, machines=total, broker=broker
+        reader,
+        stack=stack,
+        primary_region=primary_region,
+        machines=total,
+        broker=broker,
+        redis=redis,
     )
     for finding in config_findings(fly):
         if finding.severity == "error":

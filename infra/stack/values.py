@@ -130,7 +130,13 @@ class Values:
             return value.lower() == "true"
         raise self._fail(name, value, "must be true or false")
 
-    def duration(self, name: str) -> Duration | None:
+    def duration(self, name: str) -> Duration:
+        value = self.optional_duration(name)
+        if value is None:
+            raise TypeError(f"{self._name(name)} has no default")
+        return value
+
+    def optional_duration(self, name: str) -> Duration | None:
         key = self._schema(name, "duration")
         value = self._get(name)
         if value is None:
