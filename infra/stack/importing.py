@@ -203,7 +203,7 @@ def _websocket(values: dict[str, object], service: Service) -> None:
 
 
 def _env(values: dict[str, object], config: FlyConfig, skipped: Mapping[str, str]) -> None:
-    if dict(config.env).get("REDIS_CLUSTER", "").strip().lower() in ("1", "true", "yes"):
+    if dict(config.env).get("REDIS_CLUSTER") == "1":  # the backend reads only 0 or 1
         values["redis"] = "cluster"
     env: dict[str, object] = {}
     for name, value in config.env:
