@@ -26,11 +26,14 @@ methods of :class:`Fanout`, in the order the caller hands them over.
 
 **Coalescing.** Frames are not written at once: each member has a pending buffer, filled in
 call order by both methods, and written with one ``transport.write`` per member when the
-event loop has run the callbacks that were ready (``loop.call_soon``: the next loop
-iteration, no timer, so a lone frame at low load waits for nothing but the callbacks already
-queued). A member that gets 40 frames in one loop turn costs one system call instead of 40.
-The order per connection is the call order, so a caller that hands over the room's copy
-before the ack gets them on the wire in that order (:meth:`realtime.hub.Hub.message`).
+event loop has gone round without queueing anything new: the flush is a ``loop.call_soon``
+callback (no timer) that looks again one loop iteration later (the loop polls its sockets
+in between, without waiting) as long as that iteration queued more frames, at most
+``FLUSH_MAX_TURNS`` times. A lone frame at low load waits for one idle loop iteration
+(microseconds); under load, the frames of the reads of several iterations share one write.
+A member that gets 40 frames before the flush costs one system call instead of 40. The
+order per connection is the call order, so a caller that hands over the room's copy before
+the ack gets them on the wire in that order (:meth:`realtime.hub.Hub.message`).
 
 **Bounded buffers, 4009 unchanged.** A member is coalesced only while its transport holds
 at most half of ``SEND_BUFFER_BYTES`` when its first frame of the turn is queued, and
@@ -69,6 +72,11 @@ the frame has left this host (the socket's send queue is empty), and reset (RST,
 drops whatever is still queued in the kernel) when that has not happened within this many
 seconds. docs/PROTOCOL.md documents the bound."""
 
+FLUSH_MAX_TURNS = 4
+"""Loop iterations a flush waits at most for more frames (each one only if the previous
+queued some): under load, up to five iterations' frames to a member leave in one write.
+Measured in docs/PERFORMANCE.md ("Waiting for an idle loop iteration")."""
+
 _OPEN = State.OPEN
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
@@ -104,6 +112,10 @@ class Fanout:
         self._queued = 0
         """Bytes queued since the last flush, to anyone: a bound on any member's pending."""
         self._scheduled = False
+        self._turns = 0
+        """Loop iterations the scheduled flush has waited so far."""
+        self._seen = 0
+        """``_queued`` when the scheduled flush last looked: unchanged means an idle turn."""
 
     def write(self, ws: ServerConnection, frame: str) -> None:
         """Send one encoded frame to one connection."""
@@ -147,7 +159,7 @@ class Fanout:
             self._flush_all()
         elif pending and not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_all)
+            asyncio.get_running_loop().call_soon(self._flush_when_idle)
 
     def flush(self, ws: ServerConnection) -> None:
         """Write what is pending for ``ws`` now (before a close frame)."""
@@ -157,10 +169,23 @@ class Fanout:
             if self._send(ws, chunks, frames):
                 self._close_slow(ws)
 
-    def _flush_all(self) -> None:
-        """One write per member with pending frames (the end of the loop turn)."""
+    def _flush_when_idle(self) -> None:
+        """The scheduled flush: wait one more loop iteration while the last one queued
+        frames (at most ``FLUSH_MAX_TURNS``), then write."""
+        if self._queued != self._seen and self._turns < FLUSH_MAX_TURNS:
+            self._turns += 1
+            self._seen = self._queued
+            asyncio.get_running_loop().call_soon(self._flush_when_idle)
+            return
         self._scheduled = False
-        self._queued = 0
+        self._turns = 0
+        self._flush_all()
+
+    def _flush_all(self) -> None:
+        """One write per member with pending frames: at the scheduled flush, or at once
+        when more than half the limit was queued (the scheduled flush then finds less or
+        nothing to write)."""
+        self._queued = self._seen = 0
         pending = self._pending
         if not pending:
             return

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from realtime import fanout
-from realtime.fanout import Fanout, wire
+from realtime.fanout import FLUSH_MAX_TURNS, Fanout, wire
 from realtime.metrics import Metrics
 from realtime.protocol import CloseCode
 from websockets.asyncio.client import ClientConnection, connect
@@ -247,11 +247,12 @@ def _record_writes(ws: ServerConnection, record: Callable[[bytes], object]) -> N
     transport.write = write  # type: ignore[method-assign]
 
 
-async def test_frames_of_one_loop_turn_leave_in_one_write_at_the_next_iteration(
+async def test_frames_of_one_loop_turn_leave_in_one_write_after_an_idle_iteration(
     server: Callable[[Handler], Awaitable[ClientConnection]],
 ) -> None:
     """Coalescing: replies and room frames queued in one turn reach the transport as one
-    write, in call order, on the next loop iteration (no timer); metrics count frames."""
+    write, in call order, once a loop iteration has queued nothing more (no timer);
+    metrics count frames."""
     out, metrics, _ = _fanout()
     writes: list[bytes] = []
     after: list[int] = []
@@ -262,15 +263,46 @@ async def test_frames_of_one_loop_turn_leave_in_one_write_at_the_next_iteration(
         out.broadcast([ws], wire("two") + wire("three"), frames=2)
         out.write(ws, "four")
         after.append(len(writes))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the flush looks, sees this turn's frames, waits one more
+        after.append(len(writes))
+        await asyncio.sleep(0)  # nothing new was queued: written
         after.append(len(writes))
         await ws.wait_closed()
 
     client = await server(handler)
     assert [await client.recv() for _ in range(4)] == ["one", "two", "three", "four"]
-    assert after == [0, 1]
+    assert after == [0, 0, 1]
     assert writes == [wire("one") + wire("two") + wire("three") + wire("four")]
     assert metrics.messages_out._value.get() == 4
+
+
+async def test_a_busy_loop_delays_the_flush_by_at_most_flush_max_turns_iterations(
+    server: Callable[[Handler], Awaitable[ClientConnection]],
+) -> None:
+    """Frames queued in every loop iteration are written together, but never held longer
+    than FLUSH_MAX_TURNS iterations after the first: the write count per iteration shows
+    when each write happened."""
+    out, _, _ = _fanout()
+    writes: list[bytes] = []
+    counts: list[int] = []
+    iterations = 3 * (FLUSH_MAX_TURNS + 1)
+
+    async def handler(ws: ServerConnection) -> None:
+        _record_writes(ws, writes.append)
+        for i in range(iterations):
+            out.write(ws, str(i))
+            counts.append(len(writes))
+            await asyncio.sleep(0)
+        await ws.wait_closed()
+
+    client = await server(handler)
+    assert [await client.recv() for _ in range(iterations)] == [str(i) for i in range(iterations)]
+    # the first write comes FLUSH_MAX_TURNS iterations after the first frame, with the
+    # frames of FLUSH_MAX_TURNS + 1 iterations in it, and so on
+    first = counts.index(1)
+    assert first == FLUSH_MAX_TURNS + 1, counts
+    assert writes[0] == b"".join(wire(str(i)) for i in range(FLUSH_MAX_TURNS + 1))
+    assert len(writes) == 3
 
 
 async def test_pending_frames_never_pass_the_limit_and_go_before_a_close(
