@@ -15,7 +15,12 @@ websockets version in backend/requirements.txt:
 * ``Server.all_connections``: every connection, open or closing (the drain resets those
   left at its deadline, :func:`reset_all`);
 * ``ServerConnection.response``: set to ``None`` once the handshake is done (its headers are
-  not read again; this saves memory per idle connection).
+  not read again; this saves memory per idle connection);
+* keepalive without a task per connection (:mod:`realtime.keepalive` decides when):
+  ``ServerConnection.pending_pings`` (payload -> (future, send time), which websockets
+  resolves and removes when the pong arrives, and fails when the connection closes),
+  ``protocol.send_ping`` and ``protocol.fail`` (the 1011 close websockets' own keepalive
+  sends).
 
 A connection whose send buffer grows above ``SEND_BUFFER_BYTES`` is closed with 4009 while
 everyone else keeps receiving.
@@ -51,6 +56,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import random
 import socket
 import struct
 import termios
@@ -76,6 +82,9 @@ FLUSH_MAX_TURNS = 4
 """Loop iterations a flush waits at most for more frames (each one only if the previous
 queued some): under load, up to five iterations' frames to a member leave in one write.
 Measured in docs/PERFORMANCE.md ("Waiting for an idle loop iteration")."""
+
+KEEPALIVE_TIMEOUT = "keepalive ping timeout"
+"""The 1011 close reason when a ping has no pong within PING_TIMEOUT (docs/PROTOCOL.md)."""
 
 _OPEN = State.OPEN
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -240,6 +249,39 @@ class Fanout:
         client's answer (4008, 4009): see :func:`end_promptly`."""
         self.send_close(ws, code, reason)
         await end_promptly(ws)
+
+    def ping(self, ws: ServerConnection) -> bytes | None:
+        """Send a keepalive ping now and return its payload (None when the connection is
+        not open). Like websockets' ``ping()`` but without awaiting the transport's drain:
+        one slow client must not hold up the pings of everyone else."""
+        if ws.protocol.state is not _OPEN:
+            return None
+        pings = ws.pending_pings
+        data = struct.pack("!I", random.getrandbits(32))
+        while data in pings:
+            data = struct.pack("!I", random.getrandbits(32))
+        loop = asyncio.get_running_loop()
+        pings[data] = (loop.create_future(), loop.time())
+        ws.protocol.send_ping(data)
+        ws.send_data()
+        return data
+
+    @staticmethod
+    def pong_missing(ws: ServerConnection, data: bytes) -> bool:
+        """True while the connection is open and the ping ``data`` has no pong yet (a pong
+        acknowledges its ping and every earlier one)."""
+        return ws.protocol.state is _OPEN and data in ws.pending_pings
+
+    def fail_keepalive(self, ws: ServerConnection) -> None:
+        """Close with 1011 ``keepalive ping timeout`` (what websockets' own keepalive
+        sends), behind the pending frames, and end the TCP connection promptly: the peer
+        is not answering, so its closing handshake is not awaited. The connection's
+        handler counts the close (its ``recv`` raises with the 1011 sent)."""
+        self.flush(ws)
+        if ws.protocol.state is _OPEN:
+            ws.protocol.fail(CloseCode.INTERNAL_ERROR, KEEPALIVE_TIMEOUT)
+            ws.send_data()
+            self._spawn(end_promptly(ws))
 
     def send_close(self, ws: ServerConnection, code: CloseCode, reason: str) -> None:
         """Queue a close frame now, behind the pending frames (the state leaves OPEN:

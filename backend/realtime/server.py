@@ -26,6 +26,7 @@ from realtime.encode import encode_error, encode_left, encode_pong, encode_refre
 from realtime.fanout import Fanout, forget_handshake, is_open, queued_bytes, reset_all
 from realtime.hub import UNAVAILABLE, Hub, Session
 from realtime.ids import ConnId
+from realtime.keepalive import Keepalive
 from realtime.metrics import Metrics
 from realtime.protocol import (
     ClientFrame,
@@ -52,8 +53,9 @@ logger = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024
 _CLOSED_BY_WEBSOCKETS = frozenset({1002, 1007, 1009, 1011})
-"""Close codes websockets sends by itself (protocol error, invalid UTF-8, frame too big,
-keepalive timeout): counted in ``realtime_closes_total`` when the server sent them first."""
+"""Close codes sent without :meth:`RealtimeServer._close` (websockets' protocol error, invalid
+UTF-8, frame too big; the keepalive's 1011 timeout): counted in ``realtime_closes_total``
+when the server sent them first."""
 
 
 class RealtimeServer:
@@ -65,6 +67,7 @@ class RealtimeServer:
         self.verifier = verifier
         self.fanout = Fanout(metrics, settings.send_buffer_bytes, self._spawn)
         self.hub = Hub(settings, self.fanout)
+        self.keepalive = Keepalive(self.fanout, settings.ping_interval, settings.ping_timeout)
         self.draining = False
         self.port = 0
         self._sessions: set[Session] = set()
@@ -78,6 +81,7 @@ class RealtimeServer:
 
     async def start(self) -> None:
         await self.hub.start()
+        self.keepalive.start()
         self._server = await serve(
             self._handle,
             self.settings.host,
@@ -85,8 +89,7 @@ class RealtimeServer:
             process_request=self._process_request,
             compression=None,
             max_size=MAX_FRAME_BYTES,
-            ping_interval=self.settings.ping_interval,
-            ping_timeout=self.settings.ping_timeout,
+            ping_interval=None,  # one task pings every connection: realtime.keepalive
             open_timeout=10,
             server_header=None,
         )
@@ -143,6 +146,7 @@ class RealtimeServer:
         await self.stop()
 
     async def stop(self) -> None:
+        await self.keepalive.stop()
         await self.hub.stop_sweeper()
         if self._server is not None:
             self._server.close(code=CloseCode.GOING_AWAY)
@@ -203,6 +207,7 @@ class RealtimeServer:
                 if session.expiry is not None:
                     session.expiry.cancel()
                 self._sessions.discard(session)
+                self.keepalive.unregister(session.ws)
                 self.metrics.connections.dec()
                 await self.hub.disconnect(session)
 
@@ -236,6 +241,7 @@ class RealtimeServer:
         )
         session = Session(ws, ConnId(secrets.token_hex(8)), user, bucket)
         self._schedule_expiry(session, grant)
+        self.keepalive.register(ws)
         forget_handshake(ws)
         self.fanout.write(
             ws, encode_welcome(version, session.conn, user, self.settings.ping_interval)

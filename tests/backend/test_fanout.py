@@ -217,9 +217,45 @@ async def test_reset_all_reaches_connections_that_are_closing() -> None:
 
 
 INTERNALS = re.compile(
-    r"\.transport\b|\.protocol\.(state|send_|receive_|data_to_send)|\bsend_data\("
-    r"|\.response = |all_connections|websockets\.frames"
+    r"\.transport\b|\.protocol\.(state|send_|receive_|data_to_send|fail)|\bsend_data\("
+    r"|\.response = |all_connections|websockets\.frames|pending_pings"
 )
+
+
+async def test_ping_is_acknowledged_by_the_pong_and_a_missing_pong_fails_with_1011(
+    server: Callable[[Handler], Awaitable[ClientConnection]],
+) -> None:
+    """pending_pings and protocol.send_ping: the client's pong (websockets answers by
+    itself) removes the ping and sets the latency; protocol.fail sends 1011 with the
+    keepalive reason and the connection ends without waiting for the peer."""
+    out, _, tasks = _fanout()
+    states: list[bool] = []
+    ended = asyncio.Event()
+
+    async def handler(ws: ServerConnection) -> None:
+        data = out.ping(ws)
+        assert data is not None
+        assert len(data) == 4
+        states.append(out.pong_missing(ws, data))  # sent, no pong yet
+        for _ in range(100):
+            if not out.pong_missing(ws, data):
+                break
+            await asyncio.sleep(0.01)
+        states.append(out.pong_missing(ws, data))
+        states.append(ws.latency > 0)
+        out.fail_keepalive(ws)
+        states.append(out.ping(ws) is None)  # no longer open
+        await ws.wait_closed()
+        ended.set()
+
+    client = await server(handler)
+    with pytest.raises(ConnectionClosed):
+        await client.recv()
+    assert client.close_code == 1011
+    assert client.close_reason == fanout.KEEPALIVE_TIMEOUT == "keepalive ping timeout"
+    await asyncio.wait_for(ended.wait(), 2)
+    assert states == [True, False, True, True]
+    await asyncio.gather(*tasks)
 
 
 def test_no_other_module_touches_websockets_internals() -> None:
