@@ -5,6 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+BACKEND_VENV := .venv-backend
 STACK ?= dev
 
 .PHONY: help venv test lint typecheck pytest render drift lint-seed toolchain up down preview pulumi run-backend logs bench clean
@@ -24,6 +25,12 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt backend/requirements.txt p
 	touch $@
 
 venv: $(VENV)/.stamp
+
+# The bench runs the backend on its own dependencies only, as its image does (bench/servers.py).
+$(BACKEND_VENV)/.stamp: backend/requirements.txt
+	$(PYTHON) -m venv $(BACKEND_VENV)
+	$(BACKEND_VENV)/bin/python -m pip install --quiet -r backend/requirements.txt
+	touch $@
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -78,8 +85,8 @@ logs: venv
 
 # The benchmark suite (docs/PERFORMANCE.md): the backend against the websockets baseline and
 # Centrifugo (built from the Go module proxy on first use). BENCH_QUICK=1 for a ~3 minute run.
-bench: venv
+bench: venv $(BACKEND_VENV)/.stamp
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(BACKEND_VENV) build .mypy_cache .ruff_cache .pytest_cache

@@ -91,6 +91,14 @@ def _versions(centrifugo_binary: Path | None) -> dict[str, str]:
         ["git", "-C", str(servers.REPO), "status", "--porcelain", "backend/realtime"]
     )
     found["backend_tree"] = "modified" if dirty else "clean"
+    found["backend_python"] = servers.backend_python()
+    found["backend_has_cryptography"] = _command_output(
+        [
+            servers.backend_python(),
+            "-c",
+            "import importlib.util; print(importlib.util.find_spec('cryptography') is not None)",
+        ]
+    )
     found["redis-server"] = _command_output(["redis-server", "--version"])
     found["haproxy"] = _command_output([shutil.which("haproxy") or "/usr/sbin/haproxy", "-v"])
     if centrifugo_binary is not None:

@@ -32,6 +32,19 @@ from infra.local.supervise import SuperviseError, running, wait_tcp
 
 REPO = Path(__file__).resolve().parents[1]
 BACKEND = Path(os.environ.get("BENCH_BACKEND", REPO / "backend"))
+BACKEND_VENV = REPO / ".venv-backend"
+"""The backend's own environment, ``backend/requirements.txt`` only, as in its image
+(``make bench`` creates it). Without it the backend runs on the bench's interpreter, whose
+virtualenv also holds the infra's packages: PyJWT then imports ``cryptography`` (about
+10 MB of RSS the shipped backend does not have)."""
+
+
+def backend_python() -> str:
+    """The interpreter the backend runs on: :data:`BACKEND_VENV` when it exists."""
+    python = BACKEND_VENV / "bin" / "python"
+    return str(python) if python.exists() else sys.executable
+
+
 """The backend measured: this checkout's, or another ``backend/`` directory (before/after
 comparisons of a change) named by ``BENCH_BACKEND`` or ``--backend``."""
 START_TIMEOUT = 30.0
@@ -148,7 +161,7 @@ def backend(
         **BACKEND_LIMITS,
         **(extra_env or {}),
     }
-    argv = [sys.executable, "-m", "realtime"]
+    argv = [backend_python(), "-m", "realtime"]
     with _running(
         name, argv, port=ws_port, workdir=workdir, env=env, cwd=source or BACKEND, cpus=cpus
     ) as process:

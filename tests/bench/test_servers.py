@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import psutil
 import pytest
 import redis
 
+from bench import servers
 from bench.servers import redis_cluster
 
 pytestmark = pytest.mark.skipif(
@@ -31,3 +33,17 @@ def test_cluster_server_counts_all_six_nodes_and_stops_them(tmp_path: Path) -> N
         assert cluster.rss() >= sum(p.memory_info().rss for p in processes)
     for process in processes:
         assert not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+
+
+def test_backend_runs_on_its_own_environment_when_make_bench_created_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """backend_python: .venv-backend's interpreter when it exists (the image's dependencies
+    only), the bench's own otherwise."""
+    monkeypatch.setattr(servers, "BACKEND_VENV", tmp_path / "absent")
+    assert servers.backend_python() == sys.executable
+    python = tmp_path / "venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(sys.executable)
+    monkeypatch.setattr(servers, "BACKEND_VENV", tmp_path / "venv")
+    assert servers.backend_python() == str(python)
