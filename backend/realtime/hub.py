@@ -43,7 +43,7 @@ UNAVAILABLE = "the broker is not ready, retry later"
 class Session:
     """Per-connection state, kept small: one per authenticated connection."""
 
-    __slots__ = ("bucket", "conn", "expiry", "rooms", "user", "ws")
+    __slots__ = ("bucket", "conn", "expires", "rooms", "user", "ws")
 
     def __init__(self, ws: ServerConnection, conn: ConnId, user: User, bucket: TokenBucket) -> None:
         self.ws = ws
@@ -51,7 +51,8 @@ class Session:
         self.user = user
         self.bucket = bucket
         self.rooms: set[RoomName] = set()
-        self.expiry: asyncio.TimerHandle | None = None
+        self.expires: float | None = None
+        """Loop time of the token's expiry (:mod:`realtime.expiry`); None once ended."""
 
     def log(self, room: RoomName | None = None, **more: Any) -> dict[str, Any]:
         return {"conn": self.conn, "user": self.user.id, "room": room, **more}

@@ -74,21 +74,24 @@ class PresenceTable:
     """Who is in which room, per connection, aggregated per user.
 
     ``join`` returns true when the user came online in the room, ``leave`` when the user's
-    last connection there left: exactly one presence event per transition.
+    last connection there left: exactly one presence event per transition. A user's
+    connections in a room are a tuple (most users have one; a set would cost 216 bytes per
+    user and room).
     """
 
     __slots__ = ("_rooms",)
 
     def __init__(self) -> None:
-        self._rooms: dict[RoomName, dict[UserId, tuple[User, set[ConnId]]]] = {}
+        self._rooms: dict[RoomName, dict[UserId, tuple[User, tuple[ConnId, ...]]]] = {}
 
     def join(self, room: RoomName, user: User, conn: ConnId) -> bool:
         users = self._rooms.setdefault(room, {})
         entry = users.get(user.id)
         if entry is None:
-            users[user.id] = (user, {conn})
+            users[user.id] = (user, (conn,))
             return True
-        entry[1].add(conn)
+        if conn not in entry[1]:
+            users[user.id] = (entry[0], (*entry[1], conn))
         return False
 
     def leave(self, room: RoomName, user: User, conn: ConnId) -> bool:
@@ -96,8 +99,9 @@ class PresenceTable:
         entry = users.get(user.id) if users is not None else None
         if users is None or entry is None or conn not in entry[1]:
             return False
-        entry[1].discard(conn)
-        if entry[1]:
+        rest = tuple(c for c in entry[1] if c != conn)
+        if rest:
+            users[user.id] = (entry[0], rest)
             return False
         del users[user.id]
         if not users:

@@ -23,6 +23,7 @@ from websockets.http11 import Request, Response
 from realtime.auth import INVALID_TOKEN, TOKEN_EXPIRED, Grant, TokenVerifier
 from realtime.broker import Broker, BrokerError
 from realtime.encode import encode_error, encode_left, encode_pong, encode_refreshed, encode_welcome
+from realtime.expiry import Expiry
 from realtime.fanout import Fanout, forget_handshake, is_open, queued_bytes, reset_all
 from realtime.hub import UNAVAILABLE, Hub, Session
 from realtime.ids import ConnId
@@ -68,6 +69,7 @@ class RealtimeServer:
         self.fanout = Fanout(metrics, settings.send_buffer_bytes, self._spawn)
         self.hub = Hub(settings, self.fanout)
         self.keepalive = Keepalive(self.fanout, settings.ping_interval, settings.ping_timeout)
+        self._expiry = Expiry(self._expire)
         self.draining = False
         self.port = 0
         self._sessions: set[Session] = set()
@@ -147,6 +149,7 @@ class RealtimeServer:
 
     async def stop(self) -> None:
         await self.keepalive.stop()
+        self._expiry.close()
         await self.hub.stop_sweeper()
         if self._server is not None:
             self._server.close(code=CloseCode.GOING_AWAY)
@@ -185,7 +188,11 @@ class RealtimeServer:
             session = await self._authenticate(ws)
             self._sessions.add(session)
             self.metrics.connections.inc()
-            await self._serve(session)
+            # the read loop, inline: an idle connection waits in recv() under this one
+            # coroutine (no async generator, no further frame: less memory per connection)
+            recv, receive = ws.recv, self._receive
+            while True:
+                await receive(session, await recv())
         except ConnectionClosed as exc:
             sent = exc.sent
             if sent is not None and sent.code in _CLOSED_BY_WEBSOCKETS and not exc.rcvd_then_sent:
@@ -204,8 +211,7 @@ class RealtimeServer:
         finally:
             self._open -= 1
             if session is not None:
-                if session.expiry is not None:
-                    session.expiry.cancel()
+                self._expiry.cancel(session)
                 self._sessions.discard(session)
                 self.keepalive.unregister(session.ws)
                 self.metrics.connections.dec()
@@ -249,42 +255,36 @@ class RealtimeServer:
         logger.debug("authenticated", extra=session.log(version=version))
         return session
 
-    async def _serve(self, session: Session) -> None:
-        loop = asyncio.get_running_loop()
-        ws = session.ws
-        async for data in ws:
-            if not isinstance(data, str):
-                raise CloseConnection(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
-            if not session.bucket.take(loop.time()):
-                self.metrics.rate_limited.inc()
-                raise CloseConnection(CloseCode.RATE_LIMITED, "rate limit exceeded")
-            self.metrics.messages_in.inc()
-            ref: str | None = None
-            try:
-                frame, ref = parse_with_ref(data)
-                await self._dispatch(session, frame)
-            except BrokerError as exc:
-                logger.warning("broker unavailable: %s", exc, extra=session.log())
-                self._error(ws, FrameError(ErrorCode.UNAVAILABLE, UNAVAILABLE, ref=ref))
-            except FrameError as exc:
-                if exc.ref is None:
-                    exc.ref = ref
-                self._error(ws, exc)
+    async def _receive(self, session: Session, data: str | bytes) -> None:
+        """One frame of the read loop: the frame checks, the rate limit, then dispatch;
+        an error frame for what the client got wrong, a close for the rest."""
+        if not isinstance(data, str):
+            raise CloseConnection(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
+        if not session.bucket.take(asyncio.get_running_loop().time()):
+            self.metrics.rate_limited.inc()
+            raise CloseConnection(CloseCode.RATE_LIMITED, "rate limit exceeded")
+        self.metrics.messages_in.inc()
+        ref: str | None = None
+        try:
+            frame, ref = parse_with_ref(data)
+            await self._dispatch(session, frame)
+        except BrokerError as exc:
+            logger.warning("broker unavailable: %s", exc, extra=session.log())
+            self._error(session.ws, FrameError(ErrorCode.UNAVAILABLE, UNAVAILABLE, ref=ref))
+        except FrameError as exc:
+            if exc.ref is None:
+                exc.ref = ref
+            self._error(session.ws, exc)
 
     # token expiry
 
     def _schedule_expiry(self, session: Session, grant: Grant) -> None:
         """Close the connection with 4001 ``token expired`` when the token expires (``exp``
         plus the verifier's clock-skew leeway), unless a ``refresh`` moves it first."""
-        if session.expiry is not None:
-            session.expiry.cancel()
         delay = grant.expires + self.verifier.leeway - time.time()
-        session.expiry = asyncio.get_running_loop().call_later(
-            max(delay, 0.0), self._expire, session
-        )
+        self._expiry.schedule(session, asyncio.get_running_loop().time() + max(delay, 0.0))
 
     def _expire(self, session: Session) -> None:
-        session.expiry = None
         if is_open(session.ws):
             logger.info("closing connection: %s", TOKEN_EXPIRED, extra=session.log(code=4001))
             self._spawn(self._close(session.ws, CloseCode.UNAUTHORIZED, TOKEN_EXPIRED))

@@ -22,7 +22,7 @@ from realtime.protocol import CloseCode
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Response
+from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
@@ -96,17 +96,21 @@ async def test_connection_internals_exist(
         seen["send_close"] = callable(getattr(ws.protocol, "send_close", None))
         seen["send_data"] = callable(getattr(ws, "send_data", None))
         seen["response"] = isinstance(ws.response, Response)
+        seen["request"] = isinstance(ws.request, Request)
+        request = ws.request
         fanout.forget_handshake(ws)
-        seen["forgotten"] = ws.response is None
+        seen["forgotten"] = ws.response is None and ws.request is not request
         await ws.send("still works")
+        seen["still receives"] = await ws.recv() == "and reads"
         done.set()
         await ws.wait_closed()
 
     client = await server(handler)
     assert await client.recv() == "still works"
-    await done.wait()
+    await client.send("and reads")
+    await asyncio.wait_for(done.wait(), 5)
     assert all(seen.values()), seen
-    assert len(seen) == 11
+    assert len(seen) == 13
 
 
 async def test_writes_reach_the_client_in_order(
@@ -218,7 +222,7 @@ async def test_reset_all_reaches_connections_that_are_closing() -> None:
 
 INTERNALS = re.compile(
     r"\.transport\b|\.protocol\.(state|send_|receive_|data_to_send|fail)|\bsend_data\("
-    r"|\.response = |all_connections|websockets\.frames|pending_pings"
+    r"|\.response = |\.request = |all_connections|websockets\.frames|pending_pings"
 )
 
 
