@@ -50,7 +50,9 @@ class Session:
         self.conn = conn
         self.user = user
         self.bucket = bucket
-        self.rooms: set[RoomName] = set()
+        self.rooms: tuple[RoomName, ...] = ()
+        """Joined rooms, in join order: at most MAX_ROOMS_PER_CONNECTION (20), and a tuple
+        of two is 56 bytes where an empty set is 216, per idle connection."""
         self.expires: float | None = None
         """Loop time of the token's expiry (:mod:`realtime.expiry`); None once ended."""
 
@@ -143,7 +145,7 @@ class Hub:
                     else await self.broker.presence_join(room, session.user, session.conn)
                 )
                 if not rejoin:
-                    session.rooms.add(room)
+                    session.rooms = (*session.rooms, room)
                 snapshot = await self.broker.presence_snapshot(room)
                 if frame.since is None:
                     epoch, offset = await self.broker.last(room)
@@ -189,7 +191,8 @@ class Hub:
 
     async def leave(self, session: Session, room: RoomName) -> None:
         joined = room in session.rooms
-        session.rooms.discard(room)
+        if joined:
+            session.rooms = tuple(r for r in session.rooms if r != room)
         local = self.rooms.get(room)
         if local is not None:
             local.members.discard(session.ws)
@@ -210,7 +213,7 @@ class Hub:
             await self.broker.unsubscribe(room)
 
     async def disconnect(self, session: Session) -> None:
-        for room in list(session.rooms):
+        for room in session.rooms:
             try:
                 await self.leave(session, room)
             except Exception:
