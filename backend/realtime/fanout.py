@@ -14,10 +14,8 @@ websockets version in backend/requirements.txt:
   to flush the close frame without awaiting;
 * ``Server.all_connections``: every connection, open or closing (the drain resets those
   left at its deadline, :func:`reset_all`);
-* ``ServerConnection.request`` and ``.response``: once the handshake is done, replaced by
-  one shared empty request and ``None`` (websockets reads them only during the handshake,
-  and takes ``request is None`` to mean a handshake is still to come; this saves memory per
-  idle connection);
+* ``ServerConnection.response``: set to ``None`` once the handshake is done (its headers are
+  not read again; this saves memory per idle connection);
 * keepalive without a task per connection (:mod:`realtime.keepalive` decides when):
   ``ServerConnection.pending_pings`` (payload -> (future, send time), which websockets
   resolves and removes when the pong arrives, and fails when the connection closes),
@@ -66,9 +64,7 @@ from collections.abc import Callable, Collection, Coroutine, Iterable
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection
-from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request
 from websockets.protocol import State
 
 from realtime.metrics import Metrics
@@ -91,8 +87,6 @@ KEEPALIVE_TIMEOUT = "keepalive ping timeout"
 """The 1011 close reason when a ping has no pong within PING_TIMEOUT (docs/PROTOCOL.md)."""
 
 _OPEN = State.OPEN
-_HANDSHAKE_DONE = Request("/", Headers())
-"""Stands for every connection's handshake request once it is done (:func:`forget_handshake`)."""
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
@@ -108,11 +102,9 @@ def is_open(ws: ServerConnection) -> bool:
 
 
 def forget_handshake(ws: ServerConnection) -> None:
-    """The handshake request and response are not read again: free their headers (a
-    browser's request, cookies and all, is often a kilobyte or more). ``request`` becomes
-    one shared empty request, not ``None``: websockets takes ``request is None`` to mean
-    that the next event is the handshake."""
-    ws.request = _HANDSHAKE_DONE
+    """The handshake response is not read again: free its headers. (The request cannot be
+    freed this way: websockets' parser generator keeps it as a local for the connection's
+    life, and takes ``request is None`` to mean a handshake is still to come.)"""
     ws.response = None
 
 

@@ -22,7 +22,7 @@ from realtime.protocol import CloseCode
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+from websockets.http11 import Response
 from websockets.protocol import State
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
@@ -96,10 +96,8 @@ async def test_connection_internals_exist(
         seen["send_close"] = callable(getattr(ws.protocol, "send_close", None))
         seen["send_data"] = callable(getattr(ws, "send_data", None))
         seen["response"] = isinstance(ws.response, Response)
-        seen["request"] = isinstance(ws.request, Request)
-        request = ws.request
         fanout.forget_handshake(ws)
-        seen["forgotten"] = ws.response is None and ws.request is not request
+        seen["forgotten"] = ws.response is None
         await ws.send("still works")
         seen["still receives"] = await ws.recv() == "and reads"
         done.set()
@@ -110,7 +108,7 @@ async def test_connection_internals_exist(
     await client.send("and reads")
     await asyncio.wait_for(done.wait(), 5)
     assert all(seen.values()), seen
-    assert len(seen) == 13
+    assert len(seen) == 12
 
 
 async def test_writes_reach_the_client_in_order(
@@ -222,7 +220,7 @@ async def test_reset_all_reaches_connections_that_are_closing() -> None:
 
 INTERNALS = re.compile(
     r"\.transport\b|\.protocol\.(state|send_|receive_|data_to_send|fail)|\bsend_data\("
-    r"|\.response = |\.request = |all_connections|websockets\.frames|pending_pings"
+    r"|\.response = |all_connections|websockets\.frames|pending_pings"
 )
 
 
