@@ -137,6 +137,9 @@ async def test_sigterm_drains_with_1012_and_exits_0(
     logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     messages = [entry["msg"] for entry in logs]
     assert "signal received, draining" in messages
+    # the process runs with the tuned collector (realtime.__main__.GC_THRESHOLDS)
+    tuned = [e for e in logs if e["msg"] == "garbage collector thresholds"]
+    assert [e["thresholds"] for e in tuned] == [[10_000, 10, 10]]
     assert messages[-1] == "stopped"
     assert token not in err
 
