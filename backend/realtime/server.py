@@ -210,10 +210,10 @@ class RealtimeServer:
                 await self._close(ws, code, reason)
         finally:
             self._open -= 1
+            self.keepalive.unregister(ws)
             if session is not None:
                 self._expiry.cancel(session)
                 self._sessions.discard(session)
-                self.keepalive.unregister(session.ws)
                 self.metrics.connections.dec()
                 await self.hub.disconnect(session)
 
