@@ -259,18 +259,13 @@ def redis_cluster(workdir: Path) -> Iterator[Server]:
     """A Redis Cluster of three masters and three replicas (``infra.local.redis_cluster``, the
     local target's nodes and command lines) on a free port base; one :class:`Server` whose CPU
     and RSS are the six nodes' sum. Backends join it with its ``url`` and ``REDIS_CLUSTER=1``."""
-    from infra.local.redis_cluster import cluster_start, cluster_stop, node_ports  # noqa: PLC0415
+    from infra.local.redis_cluster import cluster_ports, cluster_start, cluster_stop  # noqa: PLC0415
 
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
         raise ServerError(
             "redis-server or redis-cli not found on PATH: apt-get install redis-server"
         )
-    base = free_port_base(
-        lambda base: [p + offset for p in node_ports(base) for offset in (0, 100)],
-        low=20000,
-        high=40000,
-        step=1000,
-    )
+    base = free_port_base(cluster_ports, low=20000, high=40000, step=1000)
     state = workdir / "redis-cluster-state"
     try:
         try:

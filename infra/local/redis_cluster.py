@@ -35,6 +35,7 @@ __all__ = [
     "NODES",
     "cluster_create_argv",
     "cluster_node_argv",
+    "cluster_ports",
     "main",
     "node_ports",
 ]
@@ -51,6 +52,12 @@ def node_ports(base: int) -> list[int]:
     """The nodes' client ports for a ``localPortBase``: ``base + 7000`` ... ``base + 7005``
     (17000-17005 with the default base); each node's bus port is its port + 100."""
     return [base + 7000 + index for index in range(NODES)]
+
+
+def cluster_ports(base: int) -> list[int]:
+    """Every port a cluster at ``base`` listens on: the nodes' client ports and their bus
+    ports (what a free-port search must find free)."""
+    return [port + offset for port in node_ports(base) for offset in (0, _BUS_OFFSET)]
 
 
 def cluster_node_argv(

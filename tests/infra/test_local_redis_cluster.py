@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from infra.local.loopback import free_port_base
-from infra.local.redis_cluster import node_ports
+from infra.local.redis_cluster import cluster_ports, node_ports
 from infra.local.supervise import running
 
 pytestmark = pytest.mark.skipif(
@@ -34,12 +34,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_start_forms_the_cluster_once_and_stop_removes_it(tmp_path: Path) -> None:
     """start gives six nodes, three masters with a replica each, cluster_state ok; a second
     start changes nothing; stop ends every node and removes their data."""
-    base = free_port_base(
-        lambda base: [p + offset for p in node_ports(base) for offset in (0, 100)],
-        low=20000,
-        high=40000,
-        step=1000,
-    )
+    base = free_port_base(cluster_ports, low=20000, high=40000, step=1000)
     state = tmp_path / "state"
     try:
         first = _cli("start", "--state", str(state), "--base", str(base))
