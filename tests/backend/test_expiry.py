@@ -22,12 +22,13 @@ async def test_each_session_expires_once_in_deadline_order() -> None:
     expired: list[str] = []
     expiry = Expiry(lambda s: expired.append(s.conn))
     now = loop.time()
-    for name, delay in (("c", 0.09), ("a", 0.03), ("b", 0.06)):
+    # deadlines far apart, so a busy test machine cannot blur their order
+    for name, delay in (("c", 0.8), ("a", 0.05), ("b", 0.4)):
         expiry.schedule(_session(name), now + delay)
     assert len(expiry) == 3
-    await asyncio.sleep(0.04)
+    await asyncio.sleep(0.2)
     assert expired == ["a"]
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.9)
     assert expired == ["a", "b", "c"]
     assert len(expiry) == 0
 
@@ -38,15 +39,15 @@ async def test_a_refresh_moves_the_deadline_and_an_ended_session_never_expires()
     expiry = Expiry(lambda s: expired.append(s.conn))
     now = loop.time()
     moved, ended, earlier = _session("moved"), _session("ended"), _session("earlier")
-    expiry.schedule(moved, now + 0.02)
-    expiry.schedule(ended, now + 0.02)
-    expiry.schedule(earlier, now + 0.2)
-    expiry.schedule(moved, now + 0.08)  # refresh: later
-    expiry.schedule(earlier, now + 0.04)  # refresh: earlier than armed
+    expiry.schedule(moved, now + 0.1)
+    expiry.schedule(ended, now + 0.1)
+    expiry.schedule(earlier, now + 1.0)
+    expiry.schedule(moved, now + 0.7)  # refresh: later
+    expiry.schedule(earlier, now + 0.2)  # refresh: earlier than armed
     expiry.cancel(ended)
-    await asyncio.sleep(0.06)
+    await asyncio.sleep(0.45)
     assert expired == ["earlier"]
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.55)
     assert expired == ["earlier", "moved"]
     assert ended.expires is None
     assert len(expiry) == 0
